@@ -1,0 +1,81 @@
+/**
+ * Signed envelopes (../shared/spec/fedai-wire.md §1–2): {payload, nonce, ts, keyId, sig}, where
+ * sig = base64(BIP-340(sha256(canonical({payload, nonce, ts, keyId})))) and keyId is the signer's npub.
+ * Verification always re-serialises the object it is given: there is no verdict cache to poison.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { canonicalize } from '../protocol/canonical-json.js';
+import { KeyFormatError, parsePublicKey, type Identity } from './keys.js';
+import { signDigest, verifyDigest } from './schnorr.js';
+
+export interface Envelope<T = unknown> {
+  payload: T;
+  nonce: string;
+  ts: number;
+  keyId: string;
+  sig: string;
+}
+
+export type Unsigned<T> = Omit<Envelope<T>, 'sig'>;
+
+/** Padded standard base64 of 64 bytes: 86 alphabet characters and "==". */
+const SIG_B64 = /^[A-Za-z0-9+/]{86}==$/;
+
+export function canonicalBytes(env: Unsigned<unknown>): Buffer {
+  return Buffer.from(canonicalize({ payload: env.payload, nonce: env.nonce, ts: env.ts, keyId: env.keyId }), 'utf8');
+}
+
+export function envelopeDigest(env: Unsigned<unknown>): Uint8Array {
+  return createHash('sha256').update(canonicalBytes(env)).digest();
+}
+
+export function signEnvelope<T>(
+  payload: T,
+  signer: Identity,
+  opts: { nonce?: string; ts?: number; auxRand?: Uint8Array } = {},
+): Envelope<T> {
+  const unsigned: Unsigned<T> = { payload, nonce: opts.nonce ?? randomUUID(), ts: opts.ts ?? Date.now(), keyId: signer.npub };
+  const sig = Buffer.from(signDigest(envelopeDigest(unsigned), signer.secretKey, opts.auxRand)).toString('base64');
+  return { ...unsigned, sig };
+}
+
+// npub → x-only key parse cache (parsing only; never a cache of verification results).
+const pubCache = new Map<string, Uint8Array>();
+const PUB_CACHE_MAX = 4096;
+
+export function publicKeyForKeyId(keyId: string): Uint8Array {
+  let pk = pubCache.get(keyId);
+  if (pk) return pk;
+  pk = parsePublicKey(keyId);
+  if (pubCache.size >= PUB_CACHE_MAX) pubCache.delete(pubCache.keys().next().value as string);
+  pubCache.set(keyId, pk);
+  return pk;
+}
+
+export type VerifyFailure = 'invalid-key-id' | 'invalid-signature';
+
+/**
+ * Checks the signature of a parsed envelope under the key its keyId names.
+ * Returns null when valid, or the failure class. Never throws for malformed input.
+ */
+export function checkEnvelopeSignature(env: Envelope<unknown>): VerifyFailure | null {
+  let pk: Uint8Array;
+  try {
+    pk = publicKeyForKeyId(env.keyId);
+  } catch (err) {
+    if (err instanceof KeyFormatError) return 'invalid-key-id';
+    throw err;
+  }
+  if (typeof env.sig !== 'string' || !SIG_B64.test(env.sig)) return 'invalid-signature';
+  let digest: Uint8Array;
+  try {
+    digest = envelopeDigest(env);
+  } catch {
+    return 'invalid-signature'; // e.g. a circular or non-serialisable payload built in-process
+  }
+  return verifyDigest(Buffer.from(env.sig, 'base64'), digest, pk) ? null : 'invalid-signature';
+}
+
+export function verifyEnvelope(env: Envelope<unknown>): boolean {
+  return checkEnvelopeSignature(env) === null;
+}
