@@ -104,10 +104,19 @@ export class FedaiError extends Error {
   readonly retryAfterS?: number;
   /** Extra fields merged into the JSON body (e.g. the 402's `payment`). */
   readonly extra?: Record<string, unknown>;
+  /** Partial usage a runner reported for a failed or cancelled inference (for metering; never sent). */
+  readonly usage?: { inputTokens: number; outputTokens: number };
 
   constructor(
     code: ErrorCode,
-    opts: { details?: unknown[]; cause?: unknown; retryAfterS?: number; extra?: Record<string, unknown>; message?: string } = {},
+    opts: {
+      details?: unknown[];
+      cause?: unknown;
+      retryAfterS?: number;
+      extra?: Record<string, unknown>;
+      message?: string;
+      usage?: { inputTokens: number; outputTokens: number };
+    } = {},
   ) {
     super(opts.message ?? `${code}: ${ERRORS[code].message}`, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'FedaiError';
@@ -115,6 +124,7 @@ export class FedaiError extends Error {
     if (opts.details !== undefined) this.details = opts.details;
     if (opts.retryAfterS !== undefined) this.retryAfterS = opts.retryAfterS;
     if (opts.extra !== undefined) this.extra = opts.extra;
+    if (opts.usage !== undefined) this.usage = opts.usage;
   }
 
   get status(): number {
@@ -140,14 +150,31 @@ export function toFedaiError(err: unknown): FedaiError {
   return new FedaiError('internal-error', { cause: err });
 }
 
-/** Reverse lookup for errors that arrive over JSON-RPC: prefers the code carried in error.data. */
+function usageOf(data: unknown): { inputTokens: number; outputTokens: number } | undefined {
+  const u = data && typeof data === 'object' ? (data as { usage?: unknown }).usage : undefined;
+  if (!u || typeof u !== 'object') return undefined;
+  const { inputTokens, outputTokens } = u as { inputTokens?: unknown; outputTokens?: unknown };
+  if (!Number.isSafeInteger(inputTokens) || !Number.isSafeInteger(outputTokens)) return undefined;
+  if ((inputTokens as number) < 0 || (outputTokens as number) < 0) return undefined;
+  return { inputTokens: inputTokens as number, outputTokens: outputTokens as number };
+}
+
+/**
+ * Reverse lookup for errors that arrive over JSON-RPC: prefers the code carried in error.data and keeps
+ * the runner's partial usage. Details from a runner are kept only when they are short strings.
+ */
 export function fromRpcError(rpcCode: number, data: unknown): FedaiError {
+  const usage = usageOf(data);
+  const base = usage ? { usage } : {};
   if (data && typeof data === 'object' && isErrorCode((data as { code?: unknown }).code)) {
     const d = data as { code: ErrorCode; details?: unknown[] };
-    return new FedaiError(d.code, Array.isArray(d.details) ? { details: d.details } : {});
+    const details = Array.isArray(d.details)
+      ? d.details.filter((x): x is string => typeof x === 'string').map((x) => x.slice(0, 200)).slice(0, 8)
+      : undefined;
+    return new FedaiError(d.code, details && details.length > 0 ? { ...base, details } : base);
   }
-  if (rpcCode === -32800) return new FedaiError('request-cancelled');
-  if (rpcCode === -32602) return new FedaiError('invalid-params');
-  if (rpcCode === -32601) return new FedaiError('method-not-found');
-  return new FedaiError('runner-error');
+  if (rpcCode === -32800) return new FedaiError('request-cancelled', base);
+  if (rpcCode === -32602) return new FedaiError('invalid-params', base);
+  if (rpcCode === -32601) return new FedaiError('method-not-found', base);
+  return new FedaiError('runner-error', base);
 }
