@@ -1,0 +1,289 @@
+/**
+ * The /infer and /infer/stream pipeline, independent of HTTP framing. Checks run cheapest first so
+ * junk costs little CPU (docs/http-api.md has the table):
+ *
+ *   body size → JSON → envelope schema → keyId is an npub → router trust (block list, allowed set)
+ *   → signature → rate limit → replay window/nonce (checked, not consumed) → prompt bytes / maxTokens
+ *   → model and context window → payment (when required) → capacity → [nonce consumed, receipt spent]
+ *   → runner.
+ *
+ * Nothing is consumed by a request that is refused: the nonce and the payment receipt are committed
+ * only once the request holds a capacity slot (upstream defect 9). Every request that reached a
+ * runner — success, error, cancel or timeout — leaves a node-signed MeteringRecord in the durable
+ * spool before the reply is sent (defect 11); a result whose metering cannot be persisted is not sent.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { FedaiError, toFedaiError, type ErrorCode } from '../../errors.js';
+import { checkEnvelopeSignature, signEnvelope, type Envelope } from '../../crypto/envelope.js';
+import { isNpub } from '../../crypto/keys.js';
+import type { Config } from '../../config/load-config.js';
+import type { ResolvedIdentity } from '../../config/identity.js';
+import { validateEnvelopeOf } from '../../protocol/wire-schemas.js';
+import type { InferenceRequest, InferenceResponse, MeteringRecord } from '../../protocol/wire-types.js';
+import type { InferResult, ModelInfo, RunnerInferRequest } from '../../protocol/runner-protocol.js';
+import { estimateTokens } from '../../../runner-host/adapter.js';
+import { parseJsonBody } from '../read-body.js';
+import { Capacity } from './capacity.js';
+import { RateLimiter } from './rate-limiter.js';
+import {
+  NO_TRACE,
+  type InferMetricsPort,
+  type PaymentPort,
+  type PaymentTicketPort,
+  type ReplayPort,
+  type RunnerPort,
+  type SpoolPort,
+  type TracePort,
+} from './ports.js';
+
+export interface InferServiceDeps {
+  config: Config;
+  identity: ResolvedIdentity;
+  nodeId: string;
+  replay: ReplayPort;
+  runner: RunnerPort;
+  payments: PaymentPort | null;
+  spool: SpoolPort;
+  metrics: InferMetricsPort;
+  capacity: Capacity;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** A request that passed every check and holds a capacity slot. */
+export interface AdmittedRequest {
+  readonly envelope: Envelope<InferenceRequest>;
+  readonly request: InferenceRequest;
+  readonly model: ModelInfo;
+  readonly payment?: PaymentTicketPort;
+  /** Releases the capacity slot; idempotent. */
+  readonly release: () => void;
+}
+
+export interface InferOutcome {
+  response: Envelope<InferenceResponse>;
+  metering: Envelope<MeteringRecord>;
+}
+
+export interface ExecuteOptions {
+  stream?: boolean;
+  onChunk?: (chunk: { requestId: string; modelId: string; delta: string; index: number }) => void;
+  signal?: AbortSignal;
+  trace?: TracePort;
+}
+
+/** Errors raised before the runner received the request: such requests leave no metering record. */
+const NOT_REACHED: ReadonlySet<ErrorCode> = new Set(['runner-unavailable', 'capacity-exhausted', 'node-draining', 'sandbox-layer-missing', 'sandbox-runner-not-allowed']);
+/** The estimate is exact only when the runner tokenizes; refine the chars/4 check above this share. */
+const EXACT_CONTEXT_CHECK_RATIO = 0.75;
+
+export class InferService {
+  private readonly rate: RateLimiter;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: InferServiceDeps) {
+    this.rate = new RateLimiter(deps.config.NODE_RATE_LIMIT_MAX, deps.config.NODE_RATE_LIMIT_WINDOW_MS);
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** All checks, in order; on success the request holds a capacity slot that execute() releases. */
+  async admit(rawBody: Buffer, trace: TracePort = NO_TRACE): Promise<AdmittedRequest> {
+    const { config, identity } = this.deps;
+    const body = parseJsonBody(rawBody);
+    const v = validateEnvelopeOf('inference-request', body);
+    if (!v.ok) throw new FedaiError('invalid-envelope', { details: v.details });
+    const envelope = v.value as Envelope<InferenceRequest>;
+    const request = envelope.payload;
+    trace.annotate({ 'fedai.request_id': request.requestId, 'gen_ai.request.model': request.modelId, 'gen_ai.request.max_tokens': request.maxTokens });
+
+    await trace.child('fedai.verify', async () => {
+      if (!isNpub(envelope.keyId)) throw new FedaiError('invalid-key-id');
+      if (identity.blockedRouters.has(envelope.keyId)) throw new FedaiError('router-blocked');
+      if (!identity.trustedRouters.has(envelope.keyId)) throw new FedaiError('router-not-allowed');
+      if (checkEnvelopeSignature(envelope) !== null) throw new FedaiError('invalid-signature');
+    });
+    const wait = this.rate.hit(envelope.keyId);
+    if (wait > 0) throw new FedaiError('rate-limited', { retryAfterS: wait });
+    const replay = this.deps.replay.check(envelope.keyId, envelope.nonce, envelope.ts);
+    if (replay) throw new FedaiError(replay);
+
+    if (Buffer.byteLength(request.prompt, 'utf8') > config.NODE_MAX_PROMPT_BYTES) {
+      throw new FedaiError('prompt-too-large', { details: [`limit ${config.NODE_MAX_PROMPT_BYTES} bytes`] });
+    }
+    if (request.maxTokens > config.NODE_MAX_TOKENS) {
+      throw new FedaiError('max-tokens-exceeded', { details: [`limit ${config.NODE_MAX_TOKENS}`] });
+    }
+    const model = this.resolveModel(request.modelId);
+    if (request.maxTokens > model.maxTokens) {
+      throw new FedaiError('max-tokens-exceeded', { details: [`model ${model.id} allows ${model.maxTokens}`] });
+    }
+    const estimate = await this.checkContext(request, model);
+
+    let payment: PaymentTicketPort | undefined;
+    if (this.deps.payments?.required) {
+      payment = await trace.child('fedai.payment', () => this.deps.payments!.check(request, estimate ? { estimate } : {}));
+    }
+
+    const release = this.deps.capacity.acquire();
+    try {
+      const committed = this.deps.replay.commit(envelope.keyId, envelope.nonce, envelope.ts);
+      if (committed) throw new FedaiError(committed);
+      if (payment) await payment.commit();
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const admitted: AdmittedRequest = { envelope, request, model, release, ...(payment ? { payment } : {}) };
+    return admitted;
+  }
+
+  private resolveModel(modelId: string): ModelInfo {
+    const models = this.deps.runner.listModels();
+    if (models.length === 0) throw new FedaiError('runner-unavailable', { retryAfterS: 5 });
+    if (modelId === 'auto') return models[0]!;
+    const override = this.deps.config.NODE_MODEL_ID;
+    const m = models.find((x) => x.id === modelId) ?? (override !== undefined && modelId === override ? models[0] : undefined);
+    if (!m) throw new FedaiError('model-not-found', { details: [`serving ${models.map((x) => override ?? x.id).join(', ')}`] });
+    return m;
+  }
+
+  /** chars/4 first (cheap); near the limit, the runner's exact token count decides. */
+  private async checkContext(request: InferenceRequest, model: ModelInfo): Promise<{ inputTokens: number; exact: boolean } | undefined> {
+    const rough = estimateTokens(request.prompt);
+    const fits = (n: number) => n + request.maxTokens <= model.contextWindow;
+    const caps = this.deps.runner.capabilities();
+    const needExact = caps?.estimate === true && (rough + request.maxTokens >= model.contextWindow * EXACT_CONTEXT_CHECK_RATIO || this.deps.payments?.required === true);
+    if (!needExact) {
+      if (!fits(rough)) throw contextError(rough, request.maxTokens, model);
+      return { inputTokens: rough, exact: false };
+    }
+    let est;
+    try {
+      est = await this.deps.runner.estimate(toRunnerRequest(request, model));
+    } catch (err) {
+      const e = toFedaiError(err);
+      if (e.code === 'context-window-exceeded') throw e;
+      // The estimate is an optimisation: fall back to the rough count rather than fail the request.
+      this.deps.logger.debug({ code: e.code }, 'runner estimate failed; using chars/4');
+      if (!fits(rough)) throw contextError(rough, request.maxTokens, model);
+      return { inputTokens: rough, exact: false };
+    }
+    if (!fits(est.inputTokens)) throw contextError(est.inputTokens, request.maxTokens, model);
+    return { inputTokens: est.inputTokens, exact: est.exact };
+  }
+
+  /** Runs an admitted request on the runner, signs, meters durably, releases the slot. */
+  async execute(admitted: AdmittedRequest, opts: ExecuteOptions = {}): Promise<InferOutcome> {
+    const { request, model } = admitted;
+    const trace = opts.trace ?? NO_TRACE;
+    const started = this.now();
+    const t0 = process.hrtime.bigint();
+    let first = true;
+    let streamed = '';
+    let index = 0;
+    const onChunk = opts.stream
+      ? (c: { index: number; delta: string }) => {
+          if (first) {
+            first = false;
+            this.deps.metrics.ttft(Number(process.hrtime.bigint() - t0) / 1e9);
+          }
+          streamed += c.delta;
+          opts.onChunk?.({ requestId: request.requestId, modelId: this.advertisedModelId(model), delta: c.delta, index: index++ });
+        }
+      : undefined;
+    try {
+      let result: InferResult;
+      try {
+        result = await trace.child('fedai.runner', () =>
+          this.deps.runner.infer(toRunnerRequest(request, model), {
+            stream: opts.stream === true,
+            ...(onChunk ? { onChunk } : {}),
+            ...(opts.signal ? { signal: opts.signal } : {}),
+            ...(trace.traceparent() ? { traceparent: trace.traceparent()! } : {}),
+          }),
+        );
+      } catch (err) {
+        const e = toFedaiError(err);
+        if (!NOT_REACHED.has(e.code)) {
+          const outcome = e.code === 'request-cancelled' ? 'cancelled' : e.code === 'runner-timeout' ? 'timeout' : 'error';
+          const usage = e.usage ?? { inputTokens: estimateTokens(request.prompt), outputTokens: estimateTokens(streamed) };
+          await this.meter(admitted, { output: streamed, usage, wallTimeMs: this.now() - started, outcome });
+        }
+        throw e;
+      }
+      if (opts.stream && first && result.output.length > 0) {
+        // A runner without streaming: send its whole output as one chunk, as upstream does.
+        onChunk!({ index: 0, delta: result.output });
+      }
+      const wallTimeMs = this.now() - started;
+      const modelId = this.advertisedModelId(model);
+      const responsePayload: InferenceResponse = {
+        requestId: request.requestId,
+        modelId,
+        output: result.output,
+        usage: { inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },
+        latencyMs: wallTimeMs,
+      };
+      trace.annotate({
+        'gen_ai.response.model': modelId,
+        'gen_ai.usage.input_tokens': result.usage.inputTokens,
+        'gen_ai.usage.output_tokens': result.usage.outputTokens,
+      });
+      const metering = await this.meter(admitted, { output: result.output, usage: result.usage, wallTimeMs, outcome: 'ok' });
+      this.deps.metrics.tokens(modelId, result.usage.inputTokens, result.usage.outputTokens);
+      return { response: signEnvelope(responsePayload, this.deps.identity.node), metering };
+    } finally {
+      admitted.release();
+    }
+  }
+
+  private advertisedModelId(model: ModelInfo): string {
+    return this.deps.config.NODE_MODEL_ID ?? model.id;
+  }
+
+  private async meter(
+    admitted: AdmittedRequest,
+    m: { output: string; usage: { inputTokens: number; outputTokens: number }; wallTimeMs: number; outcome: 'ok' | 'error' | 'cancelled' | 'timeout' },
+  ): Promise<Envelope<MeteringRecord>> {
+    const { request, model } = admitted;
+    const record: MeteringRecord = {
+      requestId: request.requestId,
+      nodeId: this.deps.nodeId,
+      modelId: this.advertisedModelId(model),
+      promptHash: createHash('sha256').update(request.prompt, 'utf8').digest('hex'),
+      inputTokens: m.usage.inputTokens,
+      outputTokens: m.usage.outputTokens,
+      wallTimeMs: m.wallTimeMs,
+      bytesIn: Buffer.byteLength(request.prompt, 'utf8'),
+      bytesOut: Buffer.byteLength(m.output, 'utf8'),
+      ts: this.now(),
+      ...(m.outcome !== 'ok' ? { outcome: m.outcome } : {}),
+      ...(admitted.payment ? { paymentRef: admitted.payment.reference } : {}),
+    };
+    const envelope = signEnvelope(record, this.deps.identity.node);
+    try {
+      await this.deps.spool.append(envelope);
+    } catch (err) {
+      this.deps.logger.error({ err, requestId: request.requestId }, 'metering spool append failed');
+      throw new FedaiError('metering-write-failed', { cause: err });
+    }
+    this.deps.metrics.metering(m.outcome);
+    return envelope;
+  }
+}
+
+function contextError(inputTokens: number, maxTokens: number, model: ModelInfo): FedaiError {
+  return new FedaiError('context-window-exceeded', {
+    details: [`input ${inputTokens} + maxTokens ${maxTokens} > context window ${model.contextWindow} of ${model.id}`],
+  });
+}
+
+/** Only the inference fields reach a runner: never receipts, metadata or keys (upstream defect 16). */
+export function toRunnerRequest(request: InferenceRequest, model: ModelInfo): RunnerInferRequest {
+  const r: RunnerInferRequest = { requestId: request.requestId, modelId: model.id, prompt: request.prompt, maxTokens: request.maxTokens };
+  if (request.temperature !== undefined) r.temperature = request.temperature;
+  if (request.topP !== undefined) r.topP = request.topP;
+  if (request.jobType !== undefined) r.jobType = request.jobType;
+  return r;
+}
