@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { canonicalize } from '../protocol/canonical-json.js';
-import { KeyFormatError, parsePublicKey, type Identity } from './keys.js';
+import { parsePublicKey, type Identity } from './keys.js';
 import { signDigest, verifyDigest } from './schnorr.js';
 
 export interface Envelope<T = unknown> {
@@ -54,17 +54,32 @@ export function publicKeyForKeyId(keyId: string): Uint8Array {
 
 export type VerifyFailure = 'invalid-key-id' | 'invalid-signature';
 
+export interface CheckEnvelopeOptions {
+  /**
+   * Node ingress rule (fedai-wire.md §2): keyId must be an npub; a 64-hex keyId is 'invalid-key-id'.
+   * Off by default, because receipt keyIds may be npub or hex.
+   */
+  requireNpub?: boolean;
+}
+
+/** True when keyId has the npub form node ingress requires (the key itself is checked on verify). */
+export function isNpubKeyId(keyId: unknown): keyId is string {
+  return typeof keyId === 'string' && keyId.startsWith('npub1');
+}
+
 /**
  * Checks the signature of a parsed envelope under the key its keyId names.
  * Returns null when valid, or the failure class. Never throws for malformed input.
  */
-export function checkEnvelopeSignature(env: Envelope<unknown>): VerifyFailure | null {
+export function checkEnvelopeSignature(env: Envelope<unknown>, opts: CheckEnvelopeOptions = {}): VerifyFailure | null {
+  if (env === null || typeof env !== 'object') return 'invalid-signature';
+  if (typeof env.keyId !== 'string') return 'invalid-key-id';
+  if (opts.requireNpub && !isNpubKeyId(env.keyId)) return 'invalid-key-id';
   let pk: Uint8Array;
   try {
     pk = publicKeyForKeyId(env.keyId);
-  } catch (err) {
-    if (err instanceof KeyFormatError) return 'invalid-key-id';
-    throw err;
+  } catch {
+    return 'invalid-key-id';
   }
   if (typeof env.sig !== 'string' || !SIG_B64.test(env.sig)) return 'invalid-signature';
   let digest: Uint8Array;
@@ -76,6 +91,6 @@ export function checkEnvelopeSignature(env: Envelope<unknown>): VerifyFailure | 
   return verifyDigest(Buffer.from(env.sig, 'base64'), digest, pk) ? null : 'invalid-signature';
 }
 
-export function verifyEnvelope(env: Envelope<unknown>): boolean {
-  return checkEnvelopeSignature(env) === null;
+export function verifyEnvelope(env: Envelope<unknown>, opts: CheckEnvelopeOptions = {}): boolean {
+  return checkEnvelopeSignature(env, opts) === null;
 }

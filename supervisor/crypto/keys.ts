@@ -78,7 +78,9 @@ function requireSecp256k1(key: KeyObject): void {
 
 /** Parses nsec / 64-hex / PEM into a 32-byte secret key. */
 export function parseSecretKey(input: string): Uint8Array {
+  if (typeof input !== 'string') throw new KeyFormatError('secret key must be a string');
   const s = input.trim();
+  if (s.startsWith('npub1')) throw new KeyFormatError('expected a secret key (nsec), got an npub, which is a public key');
   if (s.startsWith('nsec1')) return checkSecret(decodeBech32(s, 'nsec'));
   if (HEX64.test(s)) return checkSecret(hexToBytes(s));
   if (s.includes('-----BEGIN')) {
@@ -94,8 +96,10 @@ export function parseSecretKey(input: string): Uint8Array {
 
 /** Parses npub / 64-hex / SPKI PEM into a 32-byte x-only public key. */
 export function parsePublicKey(input: string): Uint8Array {
+  if (typeof input !== 'string') throw new KeyFormatError('public key must be a string');
   const s = input.trim();
   let pk: Uint8Array;
+  if (s.startsWith('nsec1')) throw new KeyFormatError('expected a public key (npub), got an nsec, which is a secret key');
   if (s.startsWith('npub1')) pk = decodeBech32(s, 'npub');
   else if (HEX64.test(s)) pk = hexToBytes(s);
   else if (s.includes('-----BEGIN')) {

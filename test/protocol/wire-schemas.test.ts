@@ -102,7 +102,7 @@ function compare(where: string, members: ts.NodeArray<ts.TypeElement>, schema: S
 }
 
 function compareType(where: string, t: ts.TypeNode, propSchema: Schema, problems: string[]): void {
-  const s = deref(propSchema === true ? {} : propSchema);
+  const s = deref((propSchema as unknown) === true ? {} : propSchema);
   const lits = literalUnion(t);
   if (lits) {
     const en = s.enum as string[] | undefined;
