@@ -396,7 +396,8 @@ export async function checkRunner(
           );
           fail(
             `the stream completed (${r.usage.outputTokens} tokens) although $/cancelRequest was sent after its first chunk` +
-              (main.chunks.some((c) => c.streamId === streamId) ? '' : ' (no chunk arrived)'),
+              (main.chunks.some((c) => c.streamId === streamId) ? '' : ' (no chunk arrived)') +
+              ': the runner ignores cancellation, or it streams faster than one round trip (mock: set FEDAI_MOCK_TOKEN_DELAY_MS=10)',
           );
         } catch (err) {
           const e = expectRpcError(err, 'cancelled infer');
