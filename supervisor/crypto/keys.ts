@@ -39,7 +39,10 @@ function decodeBech32(str: string, prefix: 'npub' | 'nsec'): Uint8Array {
   try {
     decoded = bech32.decode(str as `${string}1${string}`, 5000);
   } catch (err) {
-    throw new KeyFormatError(`not a valid ${prefix}: ${(err as Error).message}`);
+    // Never echo the input: the bech32 library's messages quote the whole string, which for an nsec is the secret.
+    const msg = String((err as Error)?.message ?? '');
+    const why = /checksum/i.test(msg) ? 'bech32 checksum mismatch' : /length|long|short/i.test(msg) ? 'bad bech32 length' : 'not bech32';
+    throw new KeyFormatError(`not a valid ${prefix}: ${why}`);
   }
   if (decoded.prefix !== prefix) throw new KeyFormatError(`expected an ${prefix}, got prefix "${decoded.prefix}"`);
   const bytes = bech32.fromWords(decoded.words);
