@@ -19,7 +19,7 @@ export interface VarSpec {
   readonly group: string;
 }
 
-const v = <S extends VarSpec>(s: S) => s;
+const v = <const S extends VarSpec>(s: S) => s;
 
 export const ENV_SPEC = {
   // identity and endpoints
