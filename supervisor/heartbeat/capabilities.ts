@@ -21,7 +21,7 @@ export const DEFAULT_MODEL_ID = 'default-model';
 type CapabilityConfig = Pick<Config, 'NODE_MODEL_ID' | 'NODE_MAX_TOKENS' | 'NODE_PRICE_UNIT' | 'NODE_PRICE_INPUT_SATS' | 'NODE_PRICE_OUTPUT_SATS'>;
 
 export function pricingFromConfig(config: CapabilityConfig): Pricing {
-  return { unit: config.NODE_PRICE_UNIT, inputRate: config.NODE_PRICE_INPUT_SATS, outputRate: config.NODE_PRICE_OUTPUT_SATS, currency: 'SAT' };
+  return { unit: config.NODE_PRICE_UNIT as Pricing['unit'], inputRate: config.NODE_PRICE_INPUT_SATS, outputRate: config.NODE_PRICE_OUTPUT_SATS, currency: 'SAT' };
 }
 
 export function buildCapabilities(models: ModelInfo[], config: CapabilityConfig): Capability[] {
