@@ -48,6 +48,14 @@ export interface LaunchPlan {
   readonly cwd: string;
   readonly layers: readonly LayerReport[];
   /**
+   * Open file descriptors the manager hands to the child as fds 3, 4, … in this order
+   * (`stdio: ['pipe', 'pipe', 'pipe', ...extraFds]` with execa or child_process); `args` refer to them by
+   * those numbers (e.g. `bwrap --seccomp 3`). Absent or empty: nothing extra. The plan closes its own
+   * copies in attach() (after spawn) and in dispose(). (Additive; the sandbox launcher's sh prelude
+   * reopens them from private files when a manager does not pass them.)
+   */
+  readonly extraFds?: readonly number[];
+  /**
    * Called by the manager right after spawn with the child's pid. Starts the watchdog, if any;
    * `onBreach` is called once when a limit is crossed, after the tree has been killed.
    */
