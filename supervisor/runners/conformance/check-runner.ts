@@ -4,19 +4,9 @@
  * stdout through a FrameChecker, so a runner that prints anything but frames fails `no-stdout-noise`.
  *
  * Every process it starts is killed before checkRunner() returns, whatever happened.
- * Used by `fedai runner check` and by the tests of the built-in and example runners.
+ * Used by `fedai-node check-runner` and by the tests of the built-in and example runners.
  */
-import { PassThrough } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
-import {
-  CancellationTokenSource,
-  createMessageConnection,
-  ResponseError,
-  StreamMessageReader,
-  StreamMessageWriter,
-  type CancellationToken,
-  type MessageConnection,
-} from 'vscode-jsonrpc/node';
+import { CancellationTokenSource, ResponseError } from 'vscode-jsonrpc/node';
 import {
   RUNNER_PROTOCOL_VERSION,
   RpcCode,
@@ -30,7 +20,7 @@ import {
   type ModelInfo,
 } from '../../protocol/runner-protocol.js';
 import { runnerValidators, type RunnerSchemaName } from '../../../runner-host/host.js';
-import { FrameChecker } from './frame-checker.js';
+import { RunnerClient, RunnerClientError } from './runner-client.js';
 
 export interface CheckResult {
   name: string;
@@ -75,136 +65,6 @@ function isInt(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0;
 }
 
-/** One spawned runner with a JSON-RPC connection and a tee of its raw stdout. */
-class Session {
-  readonly frames = new FrameChecker();
-  readonly chunks: Array<InferChunkParams & { seq: number }> = [];
-  readonly conn: MessageConnection;
-  readonly proc: ResultPromise;
-  readonly exited: Promise<{ code: number | null; signal: string | null }>;
-  exitInfo: { code: number | null; signal: string | null } | undefined;
-  seq = 0;
-  /** Called for every infer/chunk after it is recorded. */
-  onChunk: ((chunk: InferChunkParams) => void) | undefined;
-  private stderrTail = '';
-  private readonly stdoutEnded: Promise<void>;
-
-  constructor(command: string[], opts: CheckOptions) {
-    const env: Record<string, string> = { ...(opts.env ?? {}) };
-    if (env.PATH === undefined && process.env.PATH !== undefined) env.PATH = process.env.PATH;
-    this.proc = execa(command[0], command.slice(1), {
-      env,
-      extendEnv: false,
-      ...(opts.cwd ? { cwd: opts.cwd } : {}),
-      stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      buffer: false,
-      reject: false,
-      stripFinalNewline: false,
-      cleanup: true,
-    });
-    const tee = new PassThrough();
-    this.proc.stdout!.on('data', (b: Buffer) => {
-      this.frames.push(b);
-      tee.write(b);
-    });
-    this.stdoutEnded = new Promise((resolve) => {
-      const done = () => {
-        this.frames.end();
-        tee.end();
-        resolve();
-      };
-      this.proc.stdout!.once('end', done);
-      this.proc.stdout!.once('close', done);
-    });
-    this.proc.stderr!.on('data', (b: Buffer) => {
-      this.stderrTail = (this.stderrTail + b.toString('utf8')).slice(-4096);
-    });
-    this.proc.stdin!.on('error', () => undefined);
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exitInfo = { code, signal };
-        resolve(this.exitInfo);
-      });
-      this.proc.on('error', () => {
-        this.exitInfo ??= { code: null, signal: null };
-        resolve(this.exitInfo);
-      });
-    });
-    this.proc.catch(() => undefined);
-    this.conn = createMessageConnection(new StreamMessageReader(tee), new StreamMessageWriter(this.proc.stdin!));
-    this.conn.onNotification(RunnerMethod.inferChunk, (p: InferChunkParams) => {
-      this.chunks.push({ ...p, seq: this.seq++ });
-      this.onChunk?.(p);
-    });
-    this.conn.onNotification(() => undefined);
-    this.conn.onError(() => undefined);
-    this.conn.listen();
-  }
-
-  /** Sends a request; rejects with ResponseError for an error answer, CheckFailure on timeout or exit. */
-  async request<T>(method: string, params: unknown, timeoutMs: number, token?: CancellationToken): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const p = (params === undefined
-      ? token
-        ? this.conn.sendRequest<T>(method, token)
-        : this.conn.sendRequest<T>(method)
-      : token
-        ? this.conn.sendRequest<T>(method, params, token)
-        : this.conn.sendRequest<T>(method, params)) as Promise<T>;
-    try {
-      return await Promise.race([
-        p,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new CheckFailure(`no answer to ${method} within ${timeoutMs} ms`)), timeoutMs);
-        }),
-        this.exited.then((e) => {
-          throw new CheckFailure(`runner exited (code ${e.code}, signal ${e.signal}) before answering ${method}`);
-        }),
-      ]);
-    } finally {
-      if (timer) clearTimeout(timer);
-      p.catch(() => undefined);
-    }
-  }
-
-  async waitExit(timeoutMs: number): Promise<{ code: number | null; signal: string | null } | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([
-      this.exited,
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), timeoutMs);
-      }),
-    ]);
-    if (timer) clearTimeout(timer);
-    return r;
-  }
-
-  lastStderrLine(): string {
-    const lines = this.stderrTail.trim().split('\n');
-    return (lines[lines.length - 1] ?? '').slice(0, 200);
-  }
-
-  async kill(): Promise<void> {
-    try {
-      this.conn.dispose();
-    } catch {
-      // already disposed
-    }
-    if (this.exitInfo === undefined) {
-      this.proc.kill('SIGKILL');
-      await this.waitExit(5000);
-    }
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.stdoutEnded, new Promise((r) => (timer = setTimeout(r, 1000)))]);
-    if (timer) clearTimeout(timer);
-    this.proc.stdout?.destroy();
-    this.proc.stderr?.destroy();
-    this.proc.stdin?.destroy();
-  }
-}
-
 function initParams(protocolVersion = RUNNER_PROTOCOL_VERSION): InitializeParams {
   return {
     protocolVersion,
@@ -220,7 +80,7 @@ function schemaCheck(name: RunnerSchemaName, value: unknown, what: string): void
 }
 
 function expectRpcError(err: unknown, what: string): ResponseError<unknown> {
-  if (err instanceof CheckFailure) throw err;
+  if (err instanceof CheckFailure || err instanceof RunnerClientError) throw err;
   if (!(err instanceof ResponseError)) fail(`${what}: expected a JSON-RPC error, got ${err instanceof Error ? err.name : typeof err}`);
   return err;
 }
@@ -257,9 +117,9 @@ export async function checkRunner(
   if (command.length === 0) throw new Error('checkRunner: empty command');
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const results: CheckResult[] = [];
-  const sessions: Session[] = [];
-  const spawn = (): Session => {
-    const s = new Session(command, opts);
+  const sessions: RunnerClient[] = [];
+  const spawn = (): RunnerClient => {
+    const s = new RunnerClient(command, opts);
     sessions.push(s);
     return s;
   };
@@ -276,7 +136,7 @@ export async function checkRunner(
       if (typeof d === 'string') detail = d;
     } catch (err) {
       ok = false;
-      detail = err instanceof CheckFailure ? err.message : describeError(err);
+      detail = err instanceof CheckFailure || err instanceof RunnerClientError ? err.message : describeError(err);
     }
     results.push({ name, ok, ...(detail !== undefined ? { detail } : {}), ms: Math.round(performance.now() - t0) });
     return ok;
