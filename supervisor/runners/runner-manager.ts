@@ -246,6 +246,7 @@ export class RunnerManager extends EventEmitter {
       }
     }
     proc.on('frame-violation', (reason) => this.emit('frame-violation', reason));
+    proc.on('kill', (reason: KillReason) => this.emit('kill', reason));
     proc.once('exit', (info: RunnerExit) => {
       this.cleanup = this.onExit(proc, plan, info);
     });
@@ -295,7 +296,6 @@ export class RunnerManager extends EventEmitter {
       /* best effort */
     }
     removePidfile(this.opts.dataDir, proc.id);
-    if (info.killReason && info.killReason !== 'stop') this.emit('kill', info.killReason);
     if (this.stopping) return;
     this.logger.warn(
       { runnerId: proc.id, code: info.code, signal: info.signal, killReason: info.killReason, spawnError: info.spawnError, uptimeMs: info.uptimeMs, ...info.stderr },
@@ -494,7 +494,12 @@ export class RunnerManager extends EventEmitter {
     const proc = this.proc;
     if (proc && proc.alive) {
       const grace = this.config.NODE_RUNNER_KILL_GRACE_MS;
-      const exitedWithin = (ms: number) => Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+      const exitedWithin = async (ms: number): Promise<boolean> => {
+        let timer: NodeJS.Timeout | undefined;
+        const r = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
+        clearTimeout(timer);
+        return r;
+      };
       await proc.shutdown(grace);
       if (!(await exitedWithin(grace))) {
         proc.terminate();

@@ -203,7 +203,7 @@ export class RunnerProcess extends EventEmitter {
       this.child.once('error', (err: NodeJS.ErrnoException) => this.onExit(null, null, err.code ?? 'spawn-failed'));
     } else {
       plan.attach(this.pid, (reason, _detail) => {
-        this.reason ??= reason;
+        this.setReason(reason);
         this.emit('breach', reason);
       });
     }
@@ -407,7 +407,7 @@ export class RunnerProcess extends EventEmitter {
   /** Polite stop: `shutdown` request (bounded by timeoutMs), then the `exit` notification. */
   async shutdown(timeoutMs: number): Promise<void> {
     if (!this.isAlive) return;
-    this.reason ??= 'stop';
+    this.setReason('stop');
     try {
       await this.timedCall<unknown>(RunnerMethod.shutdown, undefined, timeoutMs);
     } catch {
@@ -421,10 +421,17 @@ export class RunnerProcess extends EventEmitter {
     }
   }
 
+  /** Records why we kill it (first reason wins) and emits 'kill' (except for 'stop'). */
+  private setReason(reason: KillReason): void {
+    if (!this.isAlive || this.reason !== undefined) return;
+    this.reason = reason;
+    if (reason !== 'stop') this.emit('kill', reason);
+  }
+
   /** SIGTERM to the runner's process group. */
   terminate(): void {
     if (!this.isAlive || this.pid === undefined) return;
-    this.reason ??= 'stop';
+    this.setReason('stop');
     try {
       process.kill(-this.pid, 'SIGTERM');
     } catch {
@@ -438,7 +445,7 @@ export class RunnerProcess extends EventEmitter {
    * only sweeps descendants that outlived the runner).
    */
   async kill(reason: KillReason): Promise<RunnerExit> {
-    if (this.isAlive) this.reason ??= reason;
+    this.setReason(reason);
     await this.plan.killTree();
     if (this.isAlive && this.pid !== undefined) {
       // killTree could not prove the pid ours (it raced its own exit); the child handle still is

@@ -135,7 +135,9 @@ class UnsandboxedPlan implements LaunchPlan {
       // SIGKILL, not stdin EOF: after the runner is reaped its pgid may in principle be reused.
       const exited = new Promise<void>((resolve) => s.once('exit', () => resolve()));
       s.kill('SIGKILL');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
     }
   }
 }
