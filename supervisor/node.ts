@@ -39,6 +39,8 @@ export interface NodeOptions {
   spanExporter?: SpanExporter;
   /** Tests/tools: a different runner program than NODE_RUNNER selects. */
   runnerCommand?: string[];
+  /** Tests/tools: extra variables for the runner's environment (on top of the allowlist). */
+  runnerEnv?: Record<string, string>;
 }
 
 export class FedaiNode {
@@ -103,6 +105,7 @@ export class FedaiNode {
       logger,
       launcher,
       dataDir,
+      ...(opts.runnerEnv ? { env: opts.runnerEnv } : {}),
     });
     const capacity = new Capacity(config.NODE_CAPACITY_MAX, config.NODE_CAPACITY_LOAD, (n) => metrics.setInflight(n));
     const heartbeat = new Heartbeat({
