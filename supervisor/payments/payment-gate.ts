@@ -146,9 +146,10 @@ export class PaymentGate {
     return this.lnPubkey;
   }
 
-  private async learnLnPubkey(): Promise<string | undefined> {
+  /** `force`: ignore the retry back-off (after creating an invoice the backend knows its key offline). */
+  private async learnLnPubkey(force = false): Promise<string | undefined> {
     if (this.lnPubkey || !this.lightning?.nodePubkey) return this.lnPubkey;
-    if (this.now() < this.lnPubkeyRetryAt) return undefined;
+    if (!force && this.now() < this.lnPubkeyRetryAt) return undefined;
     try {
       this.lnPubkey = (await this.lightning.nodePubkey()).toLowerCase();
     } catch (err) {
@@ -383,7 +384,7 @@ export class PaymentGate {
         throw this.rethrow(err);
       }
       this.store.recordIssued(paymentHash, { requestId, amountSats, expiresAtMs }, expiresAtMs + this.config.NODE_RECEIPT_MAX_AGE_MS + RETENTION_MARGIN_MS);
-      if (!this.lnPubkey) await this.learnLnPubkey();
+      if (!this.lnPubkey) await this.learnLnPubkey(true);
     }
     const payload: PaymentRequest = {
       requestId,
