@@ -178,3 +178,7 @@ export function fromRpcError(rpcCode: number, data: unknown): FedaiError {
   if (rpcCode === -32601) return new FedaiError('method-not-found', base);
   return new FedaiError('runner-error', base);
 }
+
+export function isRetryable(code: ErrorCode): boolean {
+  return (ERRORS[code] as ErrorSpec).retryable === true;
+}
