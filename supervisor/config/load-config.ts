@@ -89,7 +89,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     else out[name] = r.value;
   }
   const cfg = out as Config;
-  if (problems.length === 0) crossCheck(cfg, problems);
+  // Cross-checks run even when a value failed to parse, so every problem is reported in one go
+  // (a field that failed is simply undefined here, and every cross-check tolerates that).
+  crossCheck(cfg, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return cfg;
 }
