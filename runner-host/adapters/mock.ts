@@ -14,6 +14,8 @@
  *                              "unexpected": a plain Error whose message contains the prompt, to prove the
  *                              host never forwards or logs the message of an unexpected error
  *   FEDAI_MOCK_FAIL_START=1    start() rejects (exercises runner-host/main.ts's exit 1)
+ *   FEDAI_MOCK_CONSOLE_NOISE=1 start() and every infer call console.log() a fixed line, to prove that
+ *                              runner-host/main.ts keeps stray prints off the frame stream (stdout)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AdapterError, estimateTokens, type InferContext, type RunnerAdapter } from '../adapter.js';
@@ -69,6 +71,7 @@ export function createAdapter(env: NodeJS.ProcessEnv): RunnerAdapter {
   const failEvery = intEnv(env, 'FEDAI_MOCK_FAIL_EVERY', 0, 0);
   const failKind = env.FEDAI_MOCK_FAIL_KIND === 'unexpected' ? 'unexpected' : 'adapter';
   const model: ModelInfo = { id: modelId, contextWindow: MOCK_CONTEXT_WINDOW, maxTokens: MOCK_MAX_TOKENS, family: 'mock' };
+  const consoleNoise = env.FEDAI_MOCK_CONSOLE_NOISE === '1';
   let calls = 0;
 
   const checkModel = (request: RunnerInferRequest): void => {
@@ -84,6 +87,7 @@ export function createAdapter(env: NodeJS.ProcessEnv): RunnerAdapter {
 
     async start(): Promise<void> {
       if (env.FEDAI_MOCK_FAIL_START === '1') throw new Error('mock start failure (FEDAI_MOCK_FAIL_START=1)');
+      if (consoleNoise) console.log('mock adapter: stray console output at start');
     },
 
     async listModels(): Promise<ModelInfo[]> {
@@ -98,6 +102,7 @@ export function createAdapter(env: NodeJS.ProcessEnv): RunnerAdapter {
       const t0 = Date.now();
       checkModel(request);
       calls++;
+      if (consoleNoise) console.log('mock adapter: stray console output in infer');
       const inputTokens = estimateTokens(request.prompt);
       if (failEvery > 0 && calls % failEvery === 0) {
         if (failKind === 'unexpected') throw new Error(`unexpected mock failure; prompt was: ${request.prompt}`);

@@ -59,7 +59,8 @@ export class RunnerClient {
       buffer: false,
       reject: false,
       stripFinalNewline: false,
-      cleanup: true,
+      // We reap our children ourselves (kill()); execa's signal-exit hook also trips jest's globals cleanup.
+      cleanup: false,
     });
     const tee = new PassThrough();
     this.proc.stdout!.on('data', (b: Buffer) => {
