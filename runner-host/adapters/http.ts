@@ -1,0 +1,286 @@
+/**
+ * http adapter: a generic backend that speaks fed_AI's own runner HTTP mapping (wire spec §12), with
+ * upstream defect 16 fixed: only the inference fields are sent, never receipts, metadata or keys.
+ *
+ *   GET  /models    → {models: ModelInfo[]}; empty → [{id: FEDAI_MODEL_ID ?? 'http', contextWindow: 4096}]
+ *   POST /infer     ← {requestId, modelId, prompt, maxTokens, temperature?, topP?} (+ stream:true when the
+ *                     caller streams); → InferenceResponse {requestId, modelId, output,
+ *                     usage:{inputTokens, outputTokens}, latencyMs}, validated (integer usage).
+ *                     Streaming: a `text/event-stream` answer of `data: {"delta":"…"}` events and a final
+ *                     `data: {<InferenceResponse>}` (optionally `data: [DONE]`); any other answer is
+ *                     relayed as one delta.
+ *   POST /estimate  ← the same fields; → {inputTokens?, latencyEstimateMs?}; 404/405/501 → chars/4
+ *   GET  /health    2xx = ok, sent with the same credentials as inference (defect 27)
+ */
+import { AdapterError, estimateTokens, type InferContext, type RunnerAdapter } from '../adapter.js';
+import type {
+  EstimateResult,
+  HealthResult,
+  InferResult,
+  ModelInfo,
+  RunnerCapabilities,
+  RunnerInferRequest,
+  Usage,
+} from '../../supervisor/protocol/runner-protocol.js';
+import { sseEvents } from '../backend/sse.js';
+import {
+  ADAPTER_VERSION,
+  BackendConnection,
+  errorDetails,
+  isNonNegInt,
+  mapBackendError,
+  readBackendEnv,
+  validateInferRequest,
+  waitUntilReady,
+  type BackendEnv,
+} from '../backend/common.js';
+import { logStderr } from '../backend/log.js';
+
+const DEFAULT_CONTEXT = 4096;
+
+function invalid(what: string): AdapterError {
+  return new AdapterError('backend-error', 'http backend sent an invalid response', { details: ['invalid-response', what] });
+}
+
+/** Only these fields ever leave the runner (upstream defect 16). */
+export function backendInferBody(r: RunnerInferRequest, backendModelId: string, stream: boolean): Record<string, unknown> {
+  const b: Record<string, unknown> = { requestId: r.requestId, modelId: backendModelId, prompt: r.prompt, maxTokens: r.maxTokens };
+  if (r.temperature !== undefined) b.temperature = r.temperature;
+  if (r.topP !== undefined) b.topP = r.topP;
+  if (stream) b.stream = true;
+  return b;
+}
+
+function parseModel(m: unknown): ModelInfo | undefined {
+  if (!m || typeof m !== 'object') return undefined;
+  const o = m as Record<string, unknown>;
+  if (typeof o.id !== 'string' || o.id.length === 0 || o.id.length > 256) return undefined;
+  const contextWindow = isNonNegInt(o.contextWindow) && o.contextWindow > 0 ? o.contextWindow : DEFAULT_CONTEXT;
+  const maxTokens = isNonNegInt(o.maxTokens) && o.maxTokens > 0 ? Math.min(o.maxTokens, contextWindow) : contextWindow;
+  const info: ModelInfo = { id: o.id, contextWindow, maxTokens };
+  if (typeof o.family === 'string' && o.family.length <= 128) info.family = o.family;
+  if (typeof o.version === 'string' && o.version.length <= 128) info.version = o.version;
+  return info;
+}
+
+export class HttpAdapter implements RunnerAdapter {
+  readonly name = 'http';
+  readonly version = ADAPTER_VERSION;
+  readonly capabilities: RunnerCapabilities = { streaming: true, estimate: true, cancellation: true };
+
+  private readonly conn: BackendConnection;
+  private models: ModelInfo[] | undefined;
+  private backendIds = new Map<string, string>();
+  private estimateAvailable = true;
+
+  constructor(private readonly env: BackendEnv) {
+    this.conn = new BackendConnection(env, { adapter: 'http', keepAliveDefault: true, healthPath: '/health', probeWithKey: true });
+  }
+
+  get managedBackend() {
+    return this.conn.managed;
+  }
+
+  async start(): Promise<void> {
+    await this.conn.startManaged();
+    await waitUntilReady(
+      async () => {
+        await this.refreshModels();
+        return true;
+      },
+      this.env.startTimeoutMs,
+      'http backend',
+    );
+    logStderr('info', 'http backend ready', { models: this.models?.length ?? 0, viaProxy: this.conn.client.viaProxy });
+  }
+
+  private async refreshModels(): Promise<ModelInfo[]> {
+    this.conn.ensureUp();
+    const res = await this.conn.client.request({ method: 'GET', path: '/models', timeoutMs: 10_000 });
+    const body = (await res.jsonOrUndefined()) as { models?: unknown } | undefined;
+    if (!res.ok) throw mapBackendError(res.status, body);
+    if (!body || !Array.isArray(body.models)) throw invalid('models');
+    const parsed = body.models.map(parseModel);
+    if (parsed.some((m) => m === undefined)) throw invalid('models');
+    let models = parsed as ModelInfo[];
+    const ids = new Map<string, string>();
+    if (models.length === 0) {
+      const id = this.env.modelId ?? 'http';
+      models = [{ id, contextWindow: DEFAULT_CONTEXT, maxTokens: DEFAULT_CONTEXT }];
+      ids.set(id, id);
+    } else if (this.env.modelId !== undefined && models.length === 1) {
+      ids.set(this.env.modelId, models[0].id);
+      models = [{ ...models[0], id: this.env.modelId }];
+    } else {
+      if (this.env.modelId !== undefined) logStderr('warn', 'FEDAI_MODEL_ID ignored: the http backend lists several models', { models: models.length });
+      for (const m of models) ids.set(m.id, m.id);
+    }
+    this.backendIds = ids;
+    this.models = models;
+    return models;
+  }
+
+  async listModels(): Promise<ModelInfo[]> {
+    try {
+      return await this.refreshModels();
+    } catch (err) {
+      if (this.models && err instanceof AdapterError && err.code === 'backend-unavailable') return this.models;
+      throw err;
+    }
+  }
+
+  maxParallel(): number {
+    return this.env.maxParallel ?? 4;
+  }
+
+  private resolve(req: RunnerInferRequest): { backendId: string; info?: ModelInfo } {
+    if (!this.models) return { backendId: req.modelId };
+    const backendId = this.backendIds.get(req.modelId);
+    const info = this.models.find((m) => m.id === req.modelId);
+    if (!backendId || !info) throw new AdapterError('model-not-found', 'this runner does not serve the requested model', { details: ['modelId'] });
+    if (req.maxTokens > info.contextWindow) {
+      throw new AdapterError('context-window-exceeded', 'maxTokens exceeds the model context', { details: [`contextWindow=${info.contextWindow}`] });
+    }
+    return { backendId, info };
+  }
+
+  private validateResponse(j: unknown, request: RunnerInferRequest, t0: number): InferResult {
+    if (!j || typeof j !== 'object') throw invalid('body');
+    const o = j as Record<string, unknown>;
+    if (typeof o.output !== 'string') throw invalid('output');
+    const u = o.usage as Record<string, unknown> | undefined;
+    if (!u || typeof u !== 'object' || !isNonNegInt(u.inputTokens) || !isNonNegInt(u.outputTokens)) throw invalid('usage');
+    if (o.requestId !== undefined && o.requestId !== request.requestId) throw invalid('requestId');
+    const latencyMs = typeof o.latencyMs === 'number' && Number.isFinite(o.latencyMs) && o.latencyMs >= 0 ? Math.round(o.latencyMs) : Math.round(performance.now() - t0);
+    const r: InferResult = {
+      requestId: request.requestId,
+      modelId: request.modelId,
+      output: o.output,
+      usage: { inputTokens: u.inputTokens, outputTokens: u.outputTokens },
+      latencyMs,
+    };
+    if (o.finishReason === 'stop' || o.finishReason === 'length') r.finishReason = o.finishReason;
+    return r;
+  }
+
+  async infer(request: RunnerInferRequest, ctx: InferContext): Promise<InferResult> {
+    validateInferRequest(request);
+    const { backendId } = this.resolve(request);
+    this.conn.ensureUp();
+    const stream = ctx.onDelta !== undefined;
+    const t0 = performance.now();
+    let deltas = 0;
+    const partial = (): Usage => ({ inputTokens: estimateTokens(request.prompt), outputTokens: deltas });
+    try {
+      const res = await this.conn.client.request({
+        method: 'POST',
+        path: '/infer',
+        json: backendInferBody(request, backendId, stream),
+        signal: ctx.signal,
+        timeoutMs: this.env.inferTimeoutMs,
+        accept: stream ? 'text/event-stream, application/json' : 'application/json',
+      });
+      if (!res.ok) throw mapBackendError(res.status, await res.jsonOrUndefined(), partial());
+      if (!res.isEventStream) {
+        const r = this.validateResponse(await res.json(), request, t0);
+        if (stream && r.output.length > 0) ctx.onDelta?.(r.output);
+        return r;
+      }
+      let output = '';
+      let ttftMs: number | undefined;
+      let final: InferResult | undefined;
+      for await (const ev of sseEvents(res)) {
+        if (ev.kind === 'done') break;
+        let j: Record<string, unknown>;
+        try {
+          j = JSON.parse(ev.data) as Record<string, unknown>;
+        } catch {
+          res.dispose();
+          throw invalid('stream-event');
+        }
+        if (ev.kind === 'error' || j.error !== undefined) {
+          res.dispose();
+          throw mapBackendError(typeof j.code === 'number' ? j.code : 500, j, partial());
+        }
+        if (typeof j.delta === 'string') {
+          if (j.delta.length === 0) continue;
+          if (ttftMs === undefined) ttftMs = Math.round(performance.now() - t0);
+          output += j.delta;
+          deltas++;
+          ctx.onDelta?.(j.delta);
+          continue;
+        }
+        final = this.validateResponse(j, request, t0);
+      }
+      if (!final) throw new AdapterError('backend-error', 'http backend stream ended without a final response', { details: ['stream-truncated'], usage: partial() });
+      if (final.output !== output) {
+        // The final response is authoritative; the relayed deltas must agree with it.
+        throw new AdapterError('backend-error', 'http backend stream deltas disagree with its final output', { details: ['invalid-response', 'delta-mismatch'], usage: final.usage });
+      }
+      if (ttftMs !== undefined) final.ttftMs = ttftMs;
+      return final;
+    } catch (err) {
+      if (ctx.signal.aborted) throw new AdapterError('request-cancelled', 'inference cancelled', { usage: partial() });
+      if (err instanceof AdapterError) {
+        if (err.usage) throw err;
+        throw new AdapterError(err.code, err.message, { details: err.details, usage: partial(), cause: err.cause });
+      }
+      throw new AdapterError('backend-error', 'http backend request failed', { details: ['unexpected'], usage: partial(), cause: err });
+    }
+  }
+
+  async estimate(request: RunnerInferRequest): Promise<EstimateResult> {
+    validateInferRequest(request);
+    const { backendId, info } = this.resolve(request);
+    const fallback = (): EstimateResult => {
+      const inputTokens = estimateTokens(request.prompt);
+      const room = info ? Math.max(0, info.contextWindow - inputTokens) : request.maxTokens;
+      return { inputTokens, exact: false, outputTokensMax: Math.min(request.maxTokens, room), latencyEstimateMs: 50 };
+    };
+    if (!this.estimateAvailable) return fallback();
+    this.conn.ensureUp();
+    const res = await this.conn.client.request({ method: 'POST', path: '/estimate', json: backendInferBody(request, backendId, false), timeoutMs: 10_000 });
+    const body = (await res.jsonOrUndefined()) as Record<string, unknown> | undefined;
+    if (res.status === 404 || res.status === 405 || res.status === 501) {
+      this.estimateAvailable = false;
+      return fallback();
+    }
+    if (!res.ok) throw mapBackendError(res.status, body);
+    const fb = fallback();
+    const exact = isNonNegInt(body?.inputTokens);
+    const inputTokens = exact ? (body!.inputTokens as number) : fb.inputTokens;
+    const room = info ? Math.max(0, info.contextWindow - inputTokens) : request.maxTokens;
+    const lat = body?.latencyEstimateMs;
+    return {
+      inputTokens,
+      exact,
+      outputTokensMax: Math.min(request.maxTokens, room),
+      latencyEstimateMs: typeof lat === 'number' && Number.isFinite(lat) && lat >= 0 ? Math.round(lat) : fb.latencyEstimateMs,
+    };
+  }
+
+  async health(): Promise<HealthResult> {
+    const m = this.conn.managed;
+    if (m && m.state !== 'ready') return { ok: false, detail: `backend-${m.state}` };
+    try {
+      const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
+      const body = await res.jsonOrUndefined();
+      if (res.ok) return { ok: true };
+      const err = mapBackendError(res.status, body);
+      if (err.details?.includes('authentication')) return { ok: false, detail: 'authentication' };
+      if (err.details?.includes('loading')) return { ok: false, detail: 'loading' };
+      return { ok: false, detail: errorDetails(res.status, body).join(' ') };
+    } catch (err) {
+      if (err instanceof AdapterError) return { ok: false, detail: err.code === 'egress-not-allowed' ? 'egress-not-allowed' : (err.details ?? [err.code]).join(' ') };
+      return { ok: false, detail: 'unreachable' };
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.conn.stop();
+  }
+}
+
+export function createAdapter(env: NodeJS.ProcessEnv): RunnerAdapter {
+  return new HttpAdapter(readBackendEnv(env));
+}

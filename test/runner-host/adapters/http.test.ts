@@ -1,0 +1,146 @@
+import { afterEach, describe, expect, test } from '@jest/globals';
+import { AdapterError, type RunnerAdapter } from '../../../runner-host/adapter.js';
+import { createAdapter } from '../../../runner-host/adapters/http.js';
+import type { RunnerInferRequest } from '../../../supervisor/protocol/runner-protocol.js';
+import { startFake, startTestProxy, waitFor, type FakeBackend } from './helpers.js';
+
+const req = (o: Partial<RunnerInferRequest> = {}): RunnerInferRequest => ({ requestId: 'h-1', modelId: 'http-model', prompt: 'one two three', maxTokens: 4, ...o });
+const ctx = (o: { onDelta?: (d: string) => void; signal?: AbortSignal } = {}) => ({ signal: o.signal ?? new AbortController().signal, ...o });
+
+async function caught(p: Promise<unknown>): Promise<AdapterError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(AdapterError);
+    return e as AdapterError;
+  }
+  throw new Error('expected an AdapterError');
+}
+
+const adapters: RunnerAdapter[] = [];
+const fakes: FakeBackend[] = [];
+async function setup(args: string[] = [], env: NodeJS.ProcessEnv = {}, start = true): Promise<{ a: RunnerAdapter; f: FakeBackend }> {
+  const f = await startFake('fake-http-backend.mjs', args);
+  fakes.push(f);
+  const a = createAdapter({ FEDAI_BACKEND_URL: f.url + '/', ...env });
+  adapters.push(a);
+  if (start) await a.start();
+  return { a, f };
+}
+afterEach(async () => {
+  await Promise.all(adapters.splice(0).map((a) => a.stop()));
+  await Promise.all(fakes.splice(0).map((f) => f.stop()));
+});
+
+describe('http adapter', () => {
+  test('models from /models; empty list falls back to FEDAI_MODEL_ID with 4096', async () => {
+    const { a } = await setup();
+    expect(await a.listModels()).toEqual([{ id: 'http-model', contextWindow: 8192, maxTokens: 2048 }]);
+    const { a: b } = await setup(['--models', '[]'], { FEDAI_MODEL_ID: 'fallback-id' });
+    expect(await b.listModels()).toEqual([{ id: 'fallback-id', contextWindow: 4096, maxTokens: 4096 }]);
+    const { a: c } = await setup(['--models', '[]']);
+    expect((await c.listModels())[0].id).toBe('http');
+  });
+
+  test('FEDAI_MODEL_ID renames a single backend model; the backend still gets its own id', async () => {
+    const { a, f } = await setup([], { FEDAI_MODEL_ID: 'public-name' });
+    expect((await a.listModels())[0].id).toBe('public-name');
+    const r = await a.infer(req({ modelId: 'public-name' }), ctx());
+    expect(r.modelId).toBe('public-name');
+    expect((await f.stats()).requests['/infer']).toBe(1);
+  });
+
+  test('infer sends only the inference fields — never receipts or metadata (defect 16)', async () => {
+    const { a, f } = await setup();
+    const leaky = { ...req({ temperature: 0.2, topP: 0.9 }), metadata: { apiKey: 'client-key' }, paymentReceipts: [{ sig: 'x' }], jobType: 'chat' } as RunnerInferRequest;
+    const r = await a.infer(leaky, ctx());
+    expect((await f.stats()).lastInfer.fields).toEqual(['maxTokens', 'modelId', 'prompt', 'requestId', 'temperature', 'topP']);
+    expect(r).toMatchObject({ requestId: 'h-1', modelId: 'http-model', output: 'echo-free output from the', usage: { inputTokens: 3, outputTokens: 4 }, latencyMs: 3 });
+    await a.infer(req(), ctx());
+    expect((await f.stats()).lastInfer.fields).toEqual(['maxTokens', 'modelId', 'prompt', 'requestId']);
+  });
+
+  test('a non-integer usage is rejected as a backend error', async () => {
+    const { a } = await setup(['--bad-usage']);
+    const e = await caught(a.infer(req(), ctx()));
+    expect(e.code).toBe('backend-error');
+    expect(e.details).toEqual(['invalid-response', 'usage']);
+  });
+
+  test('streaming: SSE deltas relayed when the backend streams', async () => {
+    const { a, f } = await setup(['--sse']);
+    const deltas: string[] = [];
+    const r = await a.infer(req({ maxTokens: 6 }), ctx({ onDelta: (d) => deltas.push(d) }));
+    expect(deltas).toEqual(['echo-free', ' output', ' from', ' the', ' fake', ' backend']);
+    expect(deltas.join('')).toBe(r.output);
+    expect((await f.stats()).lastInfer.fields).toContain('stream');
+  });
+
+  test('streaming: a backend that answers JSON is relayed as one delta', async () => {
+    const { a } = await setup();
+    const deltas: string[] = [];
+    const r = await a.infer(req(), ctx({ onDelta: (d) => deltas.push(d) }));
+    expect(deltas).toEqual([r.output]);
+  });
+
+  test('cancellation reaches the backend', async () => {
+    const { a, f } = await setup(['--sse', '--token-delay-ms', '100']);
+    const ac = new AbortController();
+    const e = await caught(a.infer(req({ maxTokens: 6 }), { signal: ac.signal, onDelta: () => ac.abort() }));
+    expect(e.code).toBe('request-cancelled');
+    expect(e.usage).toEqual({ inputTokens: 4, outputTokens: 1 });
+    await waitFor(async () => (await f.stats()).cancelled === 1);
+  });
+
+  test('estimate from /estimate; 404 falls back to chars/4', async () => {
+    const { a, f } = await setup();
+    expect(await a.estimate(req())).toEqual({ inputTokens: 3, exact: true, outputTokensMax: 4, latencyEstimateMs: 42 });
+    expect((await f.stats()).lastEstimate.fields).toEqual(['maxTokens', 'modelId', 'prompt', 'requestId']);
+    const { a: b } = await setup(['--no-estimate']);
+    expect(await b.estimate(req({ prompt: 'abcdefghi' }))).toEqual({ inputTokens: 3, exact: false, outputTokensMax: 4, latencyEstimateMs: 50 });
+  });
+
+  test('API key on every route, health included (defect 27); a wrong key never shows up in errors', async () => {
+    const { a, f } = await setup(['--api-key', 'hk-good'], { FEDAI_BACKEND_API_KEY: 'hk-good' });
+    await a.infer(req(), ctx());
+    expect(await a.health()).toEqual({ ok: true });
+    const s = await f.stats();
+    expect(s.unauthorized).toBe(0);
+    expect(s.requests['/health']).toBe(1);
+    const bad = createAdapter({ FEDAI_BACKEND_URL: f.url, FEDAI_BACKEND_API_KEY: 'hk-bad' });
+    adapters.push(bad);
+    const e = await caught(bad.start());
+    expect(e.details).toContain('authentication');
+    expect(JSON.stringify([e.message, e.details])).not.toMatch(/hk-/);
+    expect(await bad.health()).toEqual({ ok: false, detail: 'authentication' });
+  });
+
+  test('health: non-2xx is not ok; unreachable is not ok', async () => {
+    const { a, f } = await setup(['--health-status', '500']);
+    expect(await a.health()).toEqual({ ok: false, detail: 'status=500' });
+    await f.stop();
+    const h = await a.health();
+    expect(h.ok).toBe(false);
+    expect(h.detail).toMatch(/unreachable/);
+    expect((await caught(a.infer(req(), ctx()))).code).toBe('backend-unavailable');
+  });
+
+  test('through the egress proxy', async () => {
+    const f = await startFake('fake-http-backend.mjs');
+    fakes.push(f);
+    const proxy = await startTestProxy([f.url]);
+    try {
+      const a = createAdapter({ FEDAI_BACKEND_URL: f.url, FEDAI_EGRESS_PROXY: proxy.socketPath });
+      adapters.push(a);
+      await a.start();
+      await a.infer(req(), ctx());
+      expect(proxy.seen).toEqual([`GET ${f.url}/models`, `POST ${f.url}/infer`]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('missing FEDAI_BACKEND_URL is a configuration error', () => {
+    expect(() => createAdapter({})).toThrow(AdapterError);
+  });
+});
