@@ -36,11 +36,18 @@ function heartbeat(r: { url: string } | undefined, env: Record<string, string>, 
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, what: string, timeoutMs = 10000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
 
 describe('Heartbeat', () => {
   test('start() returns at once; beats are node-signed, keyId-consistent and repeat every NODE_HEARTBEAT_MS', async () => {
     const r = await router();
-    const { hb, results, setInFlight } = heartbeat(r, { NODE_HEARTBEAT_MS: '150' });
+    const { hb, results, setInFlight } = heartbeat(r, { NODE_HEARTBEAT_MS: '150' }, { requestTimeoutMs: 5000 });
     hb.start();
     expect(r.attempts.length).toBe(0); // nothing sent synchronously: start-up is never blocked
     await r.waitForBeats(1);
@@ -64,6 +71,7 @@ describe('Heartbeat', () => {
     const { hb, cap, results } = heartbeat(r, { NODE_HEARTBEAT_MS: '5000' }, { retryBaseMs: 40, random: () => 0 });
     hb.start();
     await r.waitForAttempts(5);
+    await until(() => results.length >= 5, 'five results');
     // random=0 ⇒ delays 20, 40, 80, 160 ms: each gap is at least its delay (timers never fire early).
     const gaps = r.attempts.slice(1, 5).map((t, i) => t - r.attempts[i]);
     [20, 40, 80, 160].forEach((d, i) => expect(gaps[i]).toBeGreaterThanOrEqual(d - 2));
@@ -73,8 +81,7 @@ describe('Heartbeat', () => {
     expect(warn).toMatchObject({ level: 'warn', status: 503, error: 'unavailable', attempt: 1 });
     r.mode = 'ok';
     await r.waitForBeats(1);
-    await sleep(50);
-    expect(results.at(-1)).toBe(true);
+    await until(() => results.at(-1) === true, 'a successful result');
     expect(cap.lines().some((l) => l.msg === 'heartbeat: router reachable again' && typeof l.failedAttempts === 'number')).toBe(true);
     expect(hb.status().consecutiveFailures).toBe(0);
   });
@@ -100,6 +107,7 @@ describe('Heartbeat', () => {
     const { hb, cap } = heartbeat(r, { NODE_HEARTBEAT_MS: '5000' }, { requestTimeoutMs: 150, retryBaseMs: 20 });
     hb.start();
     await r.waitForAttempts(2);
+    await until(() => cap.lines().some((l) => l.msg === 'heartbeat failed; retrying with backoff'), 'the failure log');
     expect(cap.lines().find((l) => l.msg === 'heartbeat failed; retrying with backoff')).toMatchObject({ reason: 'timeout' });
     r.mode = 'ok';
     await r.waitForBeats(1);
@@ -148,8 +156,7 @@ describe('Heartbeat', () => {
     r.mode = 'reject-400';
     const { hb, cap } = heartbeat(r, { NODE_ENDPOINT: 'http://192.168.1.5:8081', NODE_HEARTBEAT_MS: '5000' }, { retryBaseMs: 1000 });
     hb.start();
-    await r.waitForAttempts(1);
-    await sleep(50);
+    await until(() => cap.lines().some((l) => l.msg === 'heartbeat failed; retrying with backoff'), 'the failure log');
     const lines = cap.lines();
     expect(lines.filter((l) => String(l.msg).includes('endpoint is private')).length).toBe(1);
     expect(lines.find((l) => l.msg === 'heartbeat failed; retrying with backoff')).toMatchObject({ status: 400, error: 'private-ip-blocked' });
