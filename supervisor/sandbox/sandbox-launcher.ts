@@ -16,7 +16,7 @@
  * (`extraFds`), so no secret appears on a command line. The supervisor's NODE_DATA_DIR and key files
  * are never bound in (masked with a tmpfs / /dev/null when a bound directory contains them).
  */
-import { promises as fsp, openSync, closeSync, writeFileSync, mkdtempSync, chmodSync, readdirSync, statSync, existsSync, realpathSync, rmSync } from 'node:fs';
+import { promises as fsp, openSync, closeSync, writeFileSync, mkdtempSync, chmodSync, readdirSync, statSync, existsSync, realpathSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
@@ -101,6 +101,25 @@ function gpuIndexes(): number[] {
   } catch {
     return [];
   }
+}
+
+const LIMIT_NAMES: Record<string, string> = {
+  'Max open files': 'nofile', 'Max processes': 'nproc', 'Max file size': 'fsize', 'Max core file size': 'core', 'Max cpu time': 'cpu', 'Max address space': 'as',
+};
+
+/** This process's hard rlimits by prlimit flag name (absent = unlimited). */
+function ownHardLimits(): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const line of readFileSync('/proc/self/limits', 'utf8').split('\n')) {
+      const m = /^(Max [a-z ]+?)\s{2,}(\S+)\s+(\S+)/.exec(line);
+      if (!m || !LIMIT_NAMES[m[1]]) continue;
+      if (m[3] !== 'unlimited' && /^\d+$/.test(m[3])) out[LIMIT_NAMES[m[1]]] = Number(m[3]);
+    }
+  } catch {
+    /* no /proc */
+  }
+  return out;
 }
 
 function shQuote(s: string): string {
@@ -385,7 +404,15 @@ export class SandboxLauncher implements Launcher {
       }
       if (usePrlimit) {
         const r = p.rlimits;
-        const lim = (flag: string, v: number | undefined) => (v === undefined ? [] : [`--${flag}=${v}:${v}`]);
+        // Without CAP_SYS_RESOURCE a limit cannot exceed our own hard limit: clamp instead of failing.
+        const hard = ownHardLimits();
+        const lim = (flag: string, want: number | undefined) => {
+          if (want === undefined) return [];
+          const h = hard[flag];
+          const v = h !== undefined && want > h ? h : want;
+          if (v !== want) log.debug({ runnerId: spec.id, limit: flag, want, clamped: v }, 'sandbox: rlimit clamped to the supervisor hard limit');
+          return [`--${flag}=${v}:${v}`];
+        };
         inner = [
           h.paths.prlimit!, ...lim('nofile', r.NOFILE), ...lim('nproc', r.NPROC), ...lim('fsize', r.FSIZE), ...lim('core', r.CORE),
           ...lim('cpu', r.CPU), ...lim('as', r.AS), '--', ...inner,
