@@ -142,7 +142,7 @@ export class ManagedBackend {
       restartBaseMs: 500,
       restartMaxMs: 15_000,
       stableMs: 30_000,
-      graceMs: 5_000,
+      graceMs: 1_500,
       outputBufferBytes: 64 * 1024,
       ...opts,
     };
