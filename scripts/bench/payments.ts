@@ -1,0 +1,93 @@
+/**
+ * Payment verification cost: how long PaymentGate.check takes for one receipt (no Lightning backend,
+ * so no network: envelope structure + BIP-340 verify + pricing + lmdb isSpent), the same with a BOLT11
+ * invoice and preimage (adds bech32 decode + ECDSA public-key recovery + sha256), BOLT11 decoding alone,
+ * and check + commit (the atomic lmdb spend). Pre-signed receipts, a temp data dir, a bounded loop.
+ * Run directly: node --import ./scripts/register-ts.mjs scripts/bench/payments.ts [seconds]
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { configFrom } from '../../supervisor/config/load-config.js';
+import { signEnvelope, type Envelope } from '../../supervisor/crypto/envelope.js';
+import { parseIdentity } from '../../supervisor/crypto/keys.js';
+import { createLogger } from '../../supervisor/observability/logger.js';
+import { decodeBolt11 } from '../../supervisor/payments/bolt11.js';
+import { PaymentGate } from '../../supervisor/payments/payment-gate.js';
+import type { InferenceRequest, PaymentReceipt } from '../../supervisor/protocol/wire-types.js';
+import { encodeBolt11, lnNode, preimagePair } from '../../test/fixtures/lightning/bolt11-encode.js';
+import { fmt, table } from './stats.js';
+
+export interface PaymentsBenchRow {
+  name: string;
+  ops: number;
+  usPerOp: number;
+  opsPerSec: number;
+}
+
+async function loop(name: string, seconds: number, pool: number, fn: (i: number) => Promise<unknown> | unknown): Promise<PaymentsBenchRow> {
+  const warm = Math.min(200, Math.floor(pool / 10));
+  for (let i = 0; i < warm; i++) await fn(i); // warm-up on its own items (commit spends them)
+  const deadline = performance.now() + seconds * 1000;
+  let ops = 0;
+  const t0 = performance.now();
+  while (performance.now() < deadline && warm + ops < pool) {
+    await fn(warm + ops);
+    ops++;
+  }
+  const us = ((performance.now() - t0) * 1000) / ops;
+  return { name, ops, usPerOp: us, opsPerSec: 1e6 / us };
+}
+
+export async function runPaymentsBenchRows(opts: { seconds?: number } = {}): Promise<PaymentsBenchRow[]> {
+  const seconds = opts.seconds ?? 2;
+  const dataDir = await mkdtemp(join(tmpdir(), 'fedai-bench-pay-'));
+  const node = parseIdentity('22'.repeat(32));
+  const client = parseIdentity('33'.repeat(32));
+  const config = configFrom({ NODE_REQUIRE_PAYMENT: 'true', NODE_ID: 'bench-node', NODE_PRICE_INPUT_SATS: '1', NODE_PRICE_OUTPUT_SATS: '1' });
+  const gate = await PaymentGate.open({ config, node: { nodeId: 'bench-node', identity: node }, dataDir, logger: createLogger({ level: 'silent' }) });
+  const ln = lnNode('44'.repeat(32));
+  const rows: PaymentsBenchRow[] = [];
+  try {
+    const POOL = 4000;
+    const request = (i: number, tag: string): InferenceRequest => ({ requestId: `${tag}-${i}`, modelId: 'm', prompt: 'p'.repeat(400), maxTokens: 100 });
+    const mk = (tag: string, withInvoice: boolean) =>
+      Array.from({ length: POOL }, (_, i) => {
+        const req = request(i, tag);
+        const extra: Partial<PaymentReceipt> = {};
+        if (withInvoice) {
+          const { paymentHash, preimage } = preimagePair();
+          extra.invoice = encodeBolt11(ln, { amountMsat: 200_000n, paymentHash, expirySec: 3600 });
+          extra.paymentHash = paymentHash;
+          extra.preimage = preimage;
+        }
+        const env: Envelope<PaymentReceipt> = signEnvelope({ requestId: req.requestId, payeeType: 'node', payeeId: 'bench-node', amountSats: 200, paidAtMs: Date.now(), ...extra }, client);
+        return { ...req, paymentReceipts: [env] };
+      });
+    const plain = mk('plain', false);
+    const invoiced = mk('inv', true);
+    const committed = mk('commit', false);
+    rows.push(await loop('gate.check: receipt only (sig + price + store lookup)', seconds, POOL, (i) => gate.check(plain[i]!, {})));
+    rows.push(await loop('gate.check: receipt + BOLT11 invoice + preimage', seconds, POOL, (i) => gate.check(invoiced[i]!, {})));
+    rows.push(await loop('decodeBolt11 alone (decode + ECDSA recovery)', seconds, POOL, (i) => decodeBolt11(invoiced[i]!.paymentReceipts![0]!.payload.invoice!)));
+    rows.push(await loop('gate.check + ticket.commit (lmdb spend, synced)', seconds, POOL, async (i) => (await gate.check(committed[i]!, {})).commit()));
+  } finally {
+    await gate.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+export async function runPaymentsBench(opts: { seconds?: number } = {}): Promise<string> {
+  const rows = await runPaymentsBenchRows(opts);
+  return (
+    '## payments (one receipt verification, no Lightning network calls)\n\n' +
+    table(['operation', 'ops', 'µs/op', 'ops/s'], rows.map((r) => [r.name, r.ops, fmt(r.usPerOp, 1), fmt(r.opsPerSec, 0)]))
+  );
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const seconds = Number(process.argv[2] ?? 2);
+  process.stdout.write((await runPaymentsBench({ seconds })) + '\n');
+}
