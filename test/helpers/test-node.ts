@@ -35,7 +35,7 @@ export async function startTestNode(
   opts: { dataDir?: string; runnerEnv?: Record<string, string>; runnerCommand?: string[]; spanExporter?: SpanExporter } = {},
 ): Promise<TestNode> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'fedai-node-test-'));
-  const config = configFrom({ NODE_PORT: '0', NODE_DATA_DIR: dataDir, NODE_ENV: 'test', LOG_LEVEL: 'debug', NODE_SANDBOX_MODE: 'dev', NODE_RUNNER_HEALTH_INTERVAL_MS: '2000', ...env });
+  const config = configFrom({ NODE_PORT: '0', NODE_DATA_DIR: dataDir, NODE_ENV: 'test', LOG_LEVEL: 'debug', NODE_SANDBOX_MODE: process.env.FEDAI_TEST_SANDBOX_MODE ?? 'dev', NODE_RUNNER_HEALTH_INTERVAL_MS: '2000', ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {

@@ -120,8 +120,16 @@ describe('POST /infer/stream', () => {
     expect(rec.payload.outcome).toBe('cancelled');
     expect(rec.payload.outputTokens).toBeGreaterThanOrEqual(3);
     expect(rec.payload.outputTokens).toBeLessThan(400);
-    const status = (await (await fetch(`${t.url}/status`)).json()) as { inFlight: number };
-    expect(status.inFlight).toBe(0);
+    // the slot is released once the runner has settled, right after the record is durable
+    let inFlight = -1;
+    for (let i = 0; i < 40 && inFlight !== 0; i++) {
+      inFlight = ((await (await fetch(`${t.url}/status`)).json()) as { inFlight: number }).inFlight;
+      if (inFlight !== 0) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(inFlight).toBe(0);
+    const st = (await (await fetch(`${t.url}/status`)).json()) as any;
+    expect(st.runner.state).toBe('ready');
+    expect(st.runner.restarts).toBe(0);
   });
 });
 

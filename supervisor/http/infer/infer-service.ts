@@ -205,12 +205,13 @@ export class InferService {
         );
       } catch (err) {
         const e = toFedaiError(err);
-        if (!NOT_REACHED.has(e.code)) {
-          const outcome = e.code === 'request-cancelled' ? 'cancelled' : e.code === 'runner-timeout' ? 'timeout' : 'error';
-          const usage = e.usage ?? { inputTokens: estimateTokens(request.prompt), outputTokens: estimateTokens(streamed) };
-          await this.meter(admitted, { output: streamed, usage, wallTimeMs: this.now() - started, outcome });
-        }
-        throw e;
+        if (NOT_REACHED.has(e.code)) throw e;
+        const outcome = e.code === 'request-cancelled' ? 'cancelled' : e.code === 'runner-timeout' ? 'timeout' : 'error';
+        const usage = e.usage ?? { inputTokens: estimateTokens(request.prompt), outputTokens: estimateTokens(streamed) };
+        await this.meter(admitted, { output: streamed, usage, wallTimeMs: this.now() - started, outcome });
+        // Details written by a runner or its backend are untrusted text that may quote the prompt:
+        // the caller gets the catalogued code only.
+        throw new FedaiError(e.code, e.retryAfterS !== undefined ? { retryAfterS: e.retryAfterS } : {});
       }
       if (opts.stream && first && result.output.length > 0) {
         // A runner without streaming: send its whole output as one chunk, as upstream does.
