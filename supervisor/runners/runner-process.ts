@@ -14,12 +14,12 @@
 import { EventEmitter } from 'node:events';
 import { execa } from 'execa';
 import {
+  CancellationToken,
   CancellationTokenSource,
   createMessageConnection,
   ResponseError,
   StreamMessageReader,
   StreamMessageWriter,
-  type CancellationToken,
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
 import type { Readable, Writable } from 'node:stream';
@@ -292,7 +292,9 @@ export class RunnerProcess extends EventEmitter {
     return new Promise<T>((resolve, reject) => {
       const entry: Pending = { reject };
       this.pending.add(entry);
-      const sent = params === undefined ? this.conn.sendRequest<T>(method, token) : this.conn.sendRequest<T>(method, params, token);
+      // never pass an undefined token: vscode-jsonrpc would send it as a second positional param
+      const t = token ?? CancellationToken.None;
+      const sent = params === undefined ? this.conn.sendRequest<T>(method, t) : this.conn.sendRequest<T>(method, params, t);
       sent.then(
         (r) => {
           if (this.pending.delete(entry)) resolve(r);
