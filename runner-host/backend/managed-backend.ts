@@ -16,11 +16,13 @@
  *     stdout is the JSON-RPC channel, and backend logs may contain prompts).
  *   - stop(): SIGTERM to the backend's process group, SIGKILL after the grace. llama-server exits with
  *     status 134 (SIGABRT) on SIGTERM; that is normal. A process 'exit' hook SIGKILLs the group if the
- *     runner exits without calling stop().
+ *     runner exits without calling stop(), and the backend is exec'd through `setpriv --pdeathsig KILL`
+ *     (when available) so the kernel kills it if the runner itself is SIGKILLed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
+import { existsSync } from 'node:fs';
 import { AdapterError } from '../adapter.js';
 import { logStderr } from './log.js';
 
@@ -44,7 +46,11 @@ export interface ManagedBackendOptions {
   outputBufferBytes?: number;
   /** Headers sent with the readiness probe (e.g. authorization). */
   probeHeaders?: Record<string, string>;
+  /** Exec the backend through `setpriv --pdeathsig KILL` when /usr/bin/setpriv exists (default true). */
+  pdeathsig?: boolean;
 }
+
+const SETPRIV = '/usr/bin/setpriv';
 
 /** Parses FEDAI_BACKEND_COMMAND: a JSON array of strings, or a space-separated command line. */
 export function parseCommandLine(value: string): string[] {
@@ -144,6 +150,7 @@ export class ManagedBackend {
       stableMs: 30_000,
       graceMs: 1_500,
       outputBufferBytes: 64 * 1024,
+      pdeathsig: true,
       ...opts,
     };
     this.output = new OutputRing(this.opts.outputBufferBytes);
@@ -187,7 +194,10 @@ export class ManagedBackend {
   private async launch(deadlineMs: number): Promise<void> {
     this._state = 'starting';
     this.port = await pickFreePort();
-    const argv = this.opts.command.map((a) => a.split('{port}').join(String(this.port)));
+    let argv = this.opts.command.map((a) => a.split('{port}').join(String(this.port)));
+    // Parent death: the kernel SIGKILLs the backend when the runner dies, even by SIGKILL (the backend
+    // runs in its own process group, so a group kill of the runner would not reach it otherwise).
+    if (this.opts.pdeathsig && existsSync(SETPRIV)) argv = [SETPRIV, '--pdeathsig', 'KILL', '--', ...argv];
     const child = spawn(argv[0], argv.slice(1), {
       env: this.opts.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
