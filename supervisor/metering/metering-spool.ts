@@ -170,7 +170,7 @@ export class MeteringSpool {
 
   private async openFile(seq: number, create: boolean): Promise<void> {
     const path = join(this.dir, spoolFileName(seq));
-    this.fh = await open(path, create ? 'ax' : 'a');
+    this.fh = await open(path, create ? 'ax' : 'a', 0o640);
     await this.fh.sync();
     await fsyncDir(this.dir);
     this.seq = seq;
