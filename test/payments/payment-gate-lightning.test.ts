@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { verifyEnvelope, type Envelope } from '../../supervisor/crypto/envelope.js';
 import { generateIdentity } from '../../supervisor/crypto/keys.js';
 import type { EnvName } from '../../supervisor/config/env-spec.js';
-import { ERRORS } from '../../supervisor/errors.js';
+import { ERRORS, type ErrorSpec } from '../../supervisor/errors.js';
 import { decodeBolt11 } from '../../supervisor/payments/bolt11.js';
 import type { InferenceRequest, PaymentRequest } from '../../supervisor/protocol/wire-types.js';
 import { encodeBolt11, lnNode, preimagePair } from '../fixtures/lightning/bolt11-encode.js';
@@ -175,7 +175,7 @@ describe('with LND', () => {
     const t0 = Date.now();
     const err = await expectCode(paid, 'payment-backend-unavailable', 503);
     expect(Date.now() - t0).toBeLessThan(5000); // 2 attempts × 300 ms + backoff, never a hang
-    expect(ERRORS[err.code].retryable).toBe(true);
+    expect((ERRORS[err.code] as ErrorSpec).retryable).toBe(true);
     expect(err.retryAfterS).toBeGreaterThan(0);
 
     f.mode = 'fail500';
