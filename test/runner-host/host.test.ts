@@ -163,7 +163,7 @@ describe('runner host: methods', () => {
     const e = (failed[0] as { e: ResponseError<{ code: string }> }).e;
     expect(e).toBeInstanceOf(ResponseError);
     expect(e.code).toBe(-32005);
-    expect(e.data.code).toBe('capacity-exhausted');
+    expect(e.data?.code).toBe('capacity-exhausted');
     await expect(c.request('infer', { request: req({ requestId: 'cap-4' }) }, T)).resolves.toMatchObject({ requestId: 'cap-4' });
   });
 });

@@ -79,7 +79,7 @@ describe('mock adapter (in process)', () => {
       },
     });
     await expect(p).rejects.toBeInstanceOf(AdapterError);
-    const err = await p.catch((e: unknown) => e as AdapterError);
+    const err = (await p.catch((e: unknown) => e)) as AdapterError;
     expect(err.code).toBe('request-cancelled');
     expect(err.usage).toEqual({ inputTokens: estimateTokens(req().prompt), outputTokens: 4 });
   });

@@ -36,10 +36,22 @@ export class FrameChecker {
   /** Offset in the stream of buf[0]. */
   private base = 0;
   private pendingLength: number | undefined;
+  private headerBytes: Buffer = Buffer.alloc(0);
+  /** The pending body belongs to a frame with a bad header: skip it. */
+  private discard = false;
   private dead = false;
   private readonly decoder = new TextDecoder('utf-8', { fatal: true });
 
-  constructor(private readonly maxFrameBytes: number = MAX_FRAME_BYTES) {}
+  private noiseRun: { issue: FrameIssue; end: number; bytes: number; preview: string } | undefined;
+
+  /**
+   * @param onFrame receives the exact bytes (headers and body) of every well-formed frame, so a client
+   *   can keep speaking the protocol past noise while the noise is still reported.
+   */
+  constructor(
+    private readonly maxFrameBytes: number = MAX_FRAME_BYTES,
+    private readonly onFrame?: (frame: Buffer) => void,
+  ) {}
 
   get ok(): boolean {
     return this.issues.length === 0;
@@ -74,7 +86,18 @@ export class FrameChecker {
     const at = this.buf.indexOf(RESYNC, 1);
     const cut = at > 0 ? at : Math.max(0, this.buf.length - (RESYNC.length - 1));
     if (cut === 0) return false;
-    this.issue('noise', this.base, `stdout holds ${cut} byte(s) that are not a frame: ${preview(this.buf.subarray(0, cut))}`);
+    const run = this.noiseRun;
+    if (run && run.end === this.base) {
+      // Consecutive noise (a banner that arrives in pieces) is one issue.
+      run.bytes += cut;
+      run.end += cut;
+      run.issue.detail = `stdout holds ${run.bytes} byte(s) that are not a frame: ${run.preview}`;
+    } else {
+      const pv = preview(this.buf.subarray(0, Math.max(cut, Math.min(this.buf.length, 40))));
+      const issue: FrameIssue = { kind: 'noise', offset: this.base, detail: `stdout holds ${cut} byte(s) that are not a frame: ${pv}` };
+      if (this.issues.length < 100) this.issues.push(issue);
+      this.noiseRun = { issue, end: this.base + cut, bytes: cut, preview: pv };
+    }
     this.drop(cut);
     return true;
   }
@@ -127,8 +150,13 @@ export class FrameChecker {
         }
         if (bad === undefined && length === undefined) bad = 'frame has no Content-Length header';
         if (bad !== undefined) {
+          // Drop the header block, and the body too when its length is known.
           this.issue('bad-header', this.base, bad);
-          if (!this.resync()) this.drop(end + HEADER_END.length);
+          this.drop(end + HEADER_END.length);
+          if (length !== undefined && length <= this.maxFrameBytes) {
+            this.pendingLength = length;
+            this.discard = true;
+          }
           continue;
         }
         if (length! > this.maxFrameBytes) {
@@ -136,6 +164,7 @@ export class FrameChecker {
           this.dead = true; // a supervisor kills the runner here; nothing after it can be trusted
           return;
         }
+        this.headerBytes = this.buf.subarray(0, end + HEADER_END.length);
         this.drop(end + HEADER_END.length);
         this.pendingLength = length!;
       }
@@ -145,6 +174,10 @@ export class FrameChecker {
       const at = this.base;
       this.drop(n);
       this.pendingLength = undefined;
+      if (this.discard) {
+        this.discard = false;
+        continue;
+      }
       let text: string;
       try {
         text = this.decoder.decode(body);
@@ -164,6 +197,7 @@ export class FrameChecker {
         continue;
       }
       this.frames++;
+      this.onFrame?.(Buffer.concat([this.headerBytes, body]));
     }
   }
 }

@@ -13,7 +13,7 @@ import {
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
 import { RunnerMethod, type InferChunkParams, type LogParams } from '../../protocol/runner-protocol.js';
-import { FrameChecker } from './frame-checker.js';
+import { FrameChecker, MAX_FRAME_BYTES } from './frame-checker.js';
 
 export interface RunnerClientOptions {
   /** The runner's whole environment (PATH is added when absent); nothing else leaks from ours. */
@@ -33,7 +33,7 @@ export interface ExitInfo {
 
 /** One spawned runner with a JSON-RPC connection and a tee of its raw stdout. */
 export class RunnerClient {
-  readonly frames = new FrameChecker();
+  readonly frames: FrameChecker;
   readonly chunks: Array<InferChunkParams & { seq: number }> = [];
   readonly conn: MessageConnection;
   readonly proc: ResultPromise;
@@ -61,11 +61,15 @@ export class RunnerClient {
       stripFinalNewline: false,
       // We reap our children ourselves (kill()); execa's signal-exit hook also trips jest's globals cleanup.
       cleanup: false,
+      // Its own process group, so kill() also reaches anything the runner forked.
+      detached: true,
     });
     const tee = new PassThrough();
+    // Only well-formed frames reach the JSON-RPC reader: noise is reported by the FrameChecker
+    // instead of wedging the reader, so the other checks still say whether the protocol works.
+    this.frames = new FrameChecker(MAX_FRAME_BYTES, (frame) => tee.write(frame));
     this.proc.stdout!.on('data', (b: Buffer) => {
       this.frames.push(b);
-      tee.write(b);
     });
     this.stdoutEnded = new Promise((resolve) => {
       const done = () => {
@@ -157,6 +161,14 @@ export class RunnerClient {
       this.conn.dispose();
     } catch {
       // already disposed
+    }
+    const pid = this.proc.pid;
+    if (pid !== undefined) {
+      try {
+        process.kill(-pid, 'SIGKILL'); // the whole group: the runner and anything it forked
+      } catch {
+        // group already gone
+      }
     }
     if (this.exitInfo === undefined) {
       this.proc.kill('SIGKILL');
