@@ -197,7 +197,7 @@ export class EgressProxy {
     this.s.allowed++;
     this.s.active++;
     const { host, port } = decision.entry;
-    const up = net.connect({ host, port });
+    const up = net.connect({ host: host.replace(/^\[|\]$/g, ''), port });
     this.sockets.add(up);
     let closed = false;
     const close = () => {
