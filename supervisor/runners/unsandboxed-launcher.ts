@@ -20,7 +20,9 @@
  *     whole cgroup), the next start's sweepStaleRunners() cleans up from the pidfiles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { FedaiError } from '../errors.js';
 import type { BreachReason, LaunchPlan, Launcher, LayerReport, RunnerSpec } from '../sandbox/launch-plan.js';
 import { killTree, readProcStat, type TreeIdentity } from './proc-tree.js';
 
@@ -60,7 +62,15 @@ export class UnsandboxedLauncher implements Launcher {
   }
 
   async prepare(spec: RunnerSpec): Promise<LaunchPlan> {
-    if (spec.command.length === 0) throw new Error('runner command is empty');
+    const program = spec.command[0];
+    if (program === undefined || !isAbsolute(program)) {
+      throw new FedaiError('runner-unavailable', { details: ['runner command must start with an absolute path'] });
+    }
+    try {
+      accessSync(program, constants.X_OK);
+    } catch {
+      throw new FedaiError('runner-unavailable', { details: ['runner program is missing or not executable'] });
+    }
     return new UnsandboxedPlan(spec, this.setpriv, this.sentinel);
   }
 }
