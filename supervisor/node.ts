@@ -17,8 +17,7 @@ import { InferService } from './http/infer/infer-service.js';
 import { NonceStore } from './replay/nonce-store.js';
 import { MeteringSpool } from './metering/metering-spool.js';
 import { NodeMetrics } from './observability/metrics.js';
-import { startTracing, type Tracing } from './observability/tracing.js';
-import { tracePortFor } from './observability/trace-port.js';
+import { inferSpan, startTracing, type Tracing } from './observability/tracing.js';
 import { PaymentGate } from './payments/payment-gate.js';
 import { createLauncher } from './sandbox/select-launcher.js';
 import type { Launcher } from './sandbox/launch-plan.js';
@@ -113,6 +112,10 @@ export class FedaiNode {
       identity: identity.node,
       logger,
       snapshot: () => ({ models: runner.listModels(), inFlight: capacity.current }),
+      listenPort: () => {
+        const a = node.server?.address();
+        return a && typeof a === 'object' ? a.port : undefined;
+      },
       metrics: { heartbeat: (ok: boolean) => metrics.heartbeat(ok) },
     });
     runner.on('state', (state: string) => {
@@ -143,7 +146,7 @@ export class FedaiNode {
       status: () => node.status(),
       ready: () => runner.ready,
       accepting: () => node.accepting,
-      traced: (route, fn) => tracePortFor(tracing, route, fn),
+      traced: (route, fn) => inferSpan(tracing, route, fn),
     });
     node.server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 }, app);
     await new Promise<void>((resolve, reject) => {
