@@ -107,15 +107,13 @@ export class FedaiNode {
       ...(opts.runnerEnv ? { env: opts.runnerEnv } : {}),
     });
     const capacity = new Capacity(config.NODE_CAPACITY_MAX, config.NODE_CAPACITY_LOAD, (n) => metrics.setInflight(n));
-    const heartbeat = new Heartbeat({
+    let boundPort: number | undefined;
+    const heartbeat: Heartbeat = new Heartbeat({
       config,
       identity: identity.node,
       logger,
       snapshot: () => ({ models: runner.listModels(), inFlight: capacity.current }),
-      listenPort: () => {
-        const a = node.server?.address();
-        return a && typeof a === 'object' ? a.port : undefined;
-      },
+      listenPort: (): number | undefined => boundPort,
       metrics: { heartbeat: (ok: boolean) => metrics.heartbeat(ok) },
     });
     runner.on('state', (state: string) => {
@@ -156,6 +154,8 @@ export class FedaiNode {
         resolve();
       });
     });
+    const addr = node.server.address();
+    boundPort = addr && typeof addr === 'object' ? addr.port : undefined;
     logger.info({ url: node.url, npub: identity.node.npub, nodeId: config.NODE_ID, sandbox: launcher.mode, runner: runner.name }, 'node listening');
 
     const runnerStarted = runner.start().catch((err) => logger.error({ err }, 'runner start failed'));
