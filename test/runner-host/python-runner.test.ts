@@ -111,11 +111,11 @@ describe('python reference runner', () => {
     expect(err).toBeInstanceOf(ResponseError);
     const e = err as ResponseError<{ code: string; usage: { inputTokens: number; outputTokens: number } }>;
     expect(e.code).toBe(-32800);
-    expect(e.data.code).toBe('request-cancelled');
-    expect(e.data.usage.outputTokens).toBeGreaterThanOrEqual(2);
-    expect(e.data.usage.outputTokens).toBeLessThan(16);
+    expect(e.data!.code).toBe('request-cancelled');
+    expect(e.data!.usage.outputTokens).toBeGreaterThanOrEqual(2);
+    expect(e.data!.usage.outputTokens).toBeLessThan(16);
     await new Promise((r) => setTimeout(r, 150));
-    expect(c.chunks).toHaveLength(e.data.usage.outputTokens);
+    expect(c.chunks).toHaveLength(e.data!.usage.outputTokens);
   });
 
   it('refuses work beyond maxParallel with capacity-exhausted', async () => {
