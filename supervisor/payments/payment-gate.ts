@@ -175,7 +175,7 @@ export class PaymentGate {
   }
 
   /** Verifies the receipt aimed at this node. Throws FedaiError (402 payment-required with a node-signed PaymentRequest envelope in extra.payment when none is present). Does NOT consume anything. */
-  async check(request: InferenceRequest, opts: { estimate?: { inputTokens: number; exact: boolean } } = {}): Promise<PaymentTicket> {
+  async check(request: InferenceRequest, opts: { estimate?: { inputTokens: number; exact: boolean; latencyEstimateMs?: number } } = {}): Promise<PaymentTicket> {
     if (this.closed) throw new FedaiError('node-draining');
     const cfg = this.config;
     const now = this.now();
@@ -360,7 +360,7 @@ export class PaymentGate {
   }
 
   /** Builds (or reuses, per requestId) the node-signed PaymentRequest of a 402. */
-  private async paymentRequest(request: InferenceRequest, estimate: { inputTokens: number; exact: boolean } | undefined): Promise<Envelope<PaymentRequest>> {
+  private async paymentRequest(request: InferenceRequest, estimate: { inputTokens: number; exact: boolean; latencyEstimateMs?: number } | undefined): Promise<Envelope<PaymentRequest>> {
     const now = this.now();
     const requestId = typeof request.requestId === 'string' ? request.requestId : '';
     const cached = this.quotes.get(requestId);
