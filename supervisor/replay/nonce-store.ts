@@ -129,8 +129,12 @@ export class NonceStore {
         logger?.warn({ file, reason: probe.reason }, 'nonce store probe could not run; opening without it');
       } else if (probe.status === 'corrupt') {
         const aside = `${file}.corrupt-${now()}`;
-        renameSync(file, aside);
-        if (existsSync(`${file}-lock`)) renameSync(`${file}-lock`, `${aside}-lock`);
+        try {
+          renameSync(file, aside);
+          if (existsSync(`${file}-lock`)) renameSync(`${file}-lock`, `${aside}-lock`);
+        } catch (err) {
+          throw new FedaiError('config-invalid', { details: [`nonce store ${file} is unreadable and cannot be moved aside: ${(err as Error).message}`], cause: err });
+        }
         recoveredMark = now() + opts.windowMs;
         logger?.error(
           { file, movedTo: aside, reason: probe.reason, refuseUpToTs: recoveredMark },
@@ -295,16 +299,30 @@ export class NonceStore {
     }
   }
 
+  // Disk writes never throw into the caller: memory already holds the verdict (a failed write can only
+  // lose persistence, which flush() then reports).
   private persistLowWater(): void {
-    this.meta.put(META_LOW_WATER, this.lowWater).catch((err: unknown) => this.onWriteError(err));
+    try {
+      this.meta.put(META_LOW_WATER, this.lowWater).catch((err: unknown) => this.onWriteError(err));
+    } catch (err) {
+      this.onWriteError(err);
+    }
   }
 
   private writeOnDisk(ts: number, key: string): void {
-    this.db.put(diskKey(ts, key), VALUE).catch((err: unknown) => this.onWriteError(err));
+    try {
+      this.db.put(diskKey(ts, key), VALUE).catch((err: unknown) => this.onWriteError(err));
+    } catch (err) {
+      this.onWriteError(err);
+    }
   }
 
   private removeOnDisk(ts: number, key: string): void {
-    this.db.remove(diskKey(ts, key)).catch((err: unknown) => this.onWriteError(err));
+    try {
+      this.db.remove(diskKey(ts, key)).catch((err: unknown) => this.onWriteError(err));
+    } catch (err) {
+      this.onWriteError(err);
+    }
   }
 
   private onWriteError(err: unknown): void {

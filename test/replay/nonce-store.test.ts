@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import { NonceStore } from '../../supervisor/replay/nonce-store.js';
 import { createLogger } from '../../supervisor/observability/logger.js';
@@ -185,6 +186,29 @@ describe('persistence (restart)', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('1');
   });
+
+  test('a real crash (SIGKILL) after flush loses nothing: the restarted store refuses the replay', async () => {
+    const dir = freshDir();
+    const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+    const script = join(base, `crash-${++n}.mjs`);
+    writeFileSync(
+      script,
+      `import { NonceStore } from ${JSON.stringify(pathToFileURL(join(repo, 'supervisor/replay/nonce-store.ts')).href)};
+       const s = NonceStore.open({ dir: process.argv[2], windowMs: ${W}, maxEntries: 1000, now: () => ${T0} });
+       for (let i = 0; i < 100; i++) if (s.commit('${A}', 'crash-' + i, ${T0}) !== null) process.exit(3);
+       await s.flush();
+       process.kill(process.pid, 'SIGKILL');`,
+    );
+    const r = spawnSync(process.execPath, ['--import', pathToFileURL(join(repo, 'scripts/register-ts.mjs')).href, script, dir], {
+      encoding: 'utf8',
+      timeout: 45_000,
+    });
+    expect(r.signal).toBe('SIGKILL');
+    const s = openStore(dir, new Clock());
+    expect(s.size).toBe(100);
+    for (let i = 0; i < 100; i++) expect(s.commit(A, `crash-${i}`, T0)).toBe('nonce-reused');
+    expect(s.commit(A, 'crash-100', T0)).toBeNull();
+  }, 60_000);
 
   test('on open only in-window entries are loaded; expired ones are dropped from disk', async () => {
     const dir = freshDir();
