@@ -20,7 +20,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { AdapterError } from '../adapter.js';
 
@@ -36,6 +36,8 @@ export interface BackendClientOptions {
   timeoutMs?: number;
   /** Largest body text()/json() will buffer (default 32 MiB). */
   maxBodyBytes?: number;
+  /** Extra trusted CA certificates (PEM) for https backends. */
+  ca?: string | Buffer;
 }
 
 export interface BackendRequestOptions {
@@ -171,7 +173,7 @@ export class BackendClient {
     this.maxBodyBytes = opts.maxBodyBytes ?? 32 * 1024 * 1024;
     if (opts.keepAlive && !opts.egressProxy) {
       this.agent = new http.Agent({ keepAlive: true });
-      this.httpsAgent = new https.Agent({ keepAlive: true });
+      this.httpsAgent = new https.Agent({ keepAlive: true, ...(opts.ca ? { ca: opts.ca } : {}) });
     }
   }
 
@@ -229,6 +231,8 @@ export class BackendClient {
         done = true;
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
+        // A CONNECT tunnel carries exactly one request: close it with the response.
+        tunnel?.destroy();
       },
       destroy: () => {
         req?.destroy();
@@ -271,7 +275,11 @@ export class BackendClient {
           headers,
           agent: (url.protocol === 'https:' ? this.httpsAgent : this.agent) ?? false,
         };
-        if (url.protocol === 'https:') (reqOpts as https.RequestOptions).servername = url.hostname;
+        if (url.protocol === 'https:') {
+          const o = reqOpts as https.RequestOptions;
+          if (!net.isIP(url.hostname)) o.servername = url.hostname;
+          if (this.opts.ca) o.ca = this.opts.ca;
+        }
       }
       if (state.failure) throw state.failure;
 
@@ -336,7 +344,16 @@ export class BackendClient {
           return;
         }
         if (head && head.length > 0) socket.unshift(head);
-        const t = tls.connect({ socket, servername: url.hostname, ALPNProtocols: ['http/1.1'] }, () => resolve(t));
+        const t = tls.connect(
+          {
+            socket,
+            host: url.hostname, // certificate identity check (an IP is checked against IP SANs)
+            ...(net.isIP(url.hostname) ? {} : { servername: url.hostname }),
+            ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+            ALPNProtocols: ['http/1.1'],
+          },
+          () => resolve(t),
+        );
         t.on('error', (err) => reject(networkError(err, 'connect')));
         if (signal?.aborted) t.destroy();
       });

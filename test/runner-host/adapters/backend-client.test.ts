@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { AdapterError } from '../../../runner-host/adapter.js';
 import { BackendClient, stripTrailingSlash } from '../../../runner-host/backend/backend-client.js';
-import { startTestProxy } from './helpers.js';
+import { startTestProxy, waitFor } from './helpers.js';
 
 async function caught(p: Promise<unknown>): Promise<AdapterError> {
   try {
@@ -107,6 +107,7 @@ describe('backend client', () => {
       expect(proxy.seen).toEqual([`CONNECT ${secureUrl.slice('https://'.length)}`]);
       expect(connections.https - before).toBe(1);
       expect(seenAuth.at(-1)).toBe('Bearer k-tls');
+      await waitFor(() => proxy.openTunnels() === 0, 5_000); // the tunnel is closed with the response
     } finally {
       await proxy.close();
     }

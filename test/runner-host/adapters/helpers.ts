@@ -81,6 +81,8 @@ export interface TestProxy {
   socketPath: string;
   /** Request lines seen: "GET http://127.0.0.1:1234/health" or "CONNECT host:port". */
   seen: string[];
+  /** CONNECT tunnels still open. */
+  openTunnels(): number;
   close(): Promise<void>;
 }
 
@@ -122,8 +124,11 @@ export async function startTestProxy(allowed: string[]): Promise<TestProxy> {
     res.on('close', () => up.destroy());
     req.pipe(up);
   });
+  const tunnels = new Set<net.Socket>();
   server.on('connect', (req, sock: net.Socket, head) => {
     seen.push(`CONNECT ${req.url}`);
+    tunnels.add(sock);
+    sock.on('close', () => tunnels.delete(sock));
     const [host, port] = String(req.url).split(':');
     if (!allowed.includes(`https://${req.url}`)) {
       const b = JSON.stringify({ error: 'egress-not-allowed' });
@@ -143,9 +148,11 @@ export async function startTestProxy(allowed: string[]): Promise<TestProxy> {
   return {
     socketPath,
     seen,
+    openTunnels: () => tunnels.size,
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();
+        for (const t of tunnels) t.destroy();
         server.close(() => {
           rmSync(dir, { recursive: true, force: true });
           r();
