@@ -363,11 +363,11 @@ export class PaymentGate {
   private async paymentRequest(request: InferenceRequest, estimate: { inputTokens: number; exact: boolean; latencyEstimateMs?: number } | undefined): Promise<Envelope<PaymentRequest>> {
     const now = this.now();
     const requestId = typeof request.requestId === 'string' ? request.requestId : '';
-    const cached = this.quotes.get(requestId);
-    // reuse while at least half of its life remains, so a client has time to pay it
-    if (cached && cached.payload.expiresAtMs - now > this.config.NODE_PAYMENT_REQUEST_TTL_MS / 2) return cached;
-
     const amountSats = quoteSats(request, estimate, this.rates);
+    const cached = this.quotes.get(requestId);
+    // reuse (same requestId, same price) while at least half of its life remains, so a client has time to pay it
+    if (cached && cached.payload.amountSats === amountSats && cached.payload.expiresAtMs - now > this.config.NODE_PAYMENT_REQUEST_TTL_MS / 2) return cached;
+
     const expiresAtMs = now + this.config.NODE_PAYMENT_REQUEST_TTL_MS;
     let invoice = '';
     let paymentHash: string | undefined;
@@ -408,6 +408,16 @@ export class PaymentGate {
       this.quotes.set(requestId, env);
     }
     return env;
+  }
+
+  /** Entries in the receipt store (spent keys and issued invoices), for metrics and tests. */
+  storeSize(): number {
+    return this.store.size();
+  }
+
+  /** Drops store entries past their retention now (also runs on open and every minute). */
+  prune(): number {
+    return this.store.prune();
   }
 
   async close(): Promise<void> {

@@ -284,3 +284,32 @@ describe('logging', () => {
     for (const secret of [preimage, invoice, r.sig]) expect(text).not.toContain(secret);
   });
 });
+
+describe('retention and quotes', () => {
+  it('forgets spent receipts only after they could no longer pass the age check', async () => {
+    let now = Date.now();
+    h = await openGate({ ...PRICED, NODE_RECEIPT_MAX_AGE_MS: '60000', NODE_RECEIPT_MAX_SKEW_MS: '1000' }, { now: () => now });
+    const req = inferenceRequest();
+    const r = receipt(client, req, { amountSats: 20, paidAtMs: now });
+    await (await h.gate.check(withReceipts(req, r), {})).commit();
+    expect(h.gate.storeSize()).toBe(1);
+    now += 60_000; // still within max age: refused as reused, and still stored
+    h.gate.prune();
+    await expectCode(withReceipts(req, r), 'payment-receipt-reused', 409);
+    now += 1 + 1000 + 60_000 + 1; // past paidAtMs + max age + skew + margin
+    expect(h.gate.prune()).toBe(1);
+    expect(h.gate.storeSize()).toBe(0);
+    await expectCode(withReceipts(req, r), 'payment-receipt-expired', 400);
+  });
+
+  it('unit second: the 402 bills the latency estimate; a new price gets a new PaymentRequest', async () => {
+    h = await openGate({ NODE_PRICE_UNIT: 'second', NODE_PRICE_INPUT_SATS: '1', NODE_PRICE_OUTPUT_SATS: '4' });
+    const req = inferenceRequest(); // router formula: 1·10 + 4·10 = 50
+    const pay = async (latencyEstimateMs?: number) =>
+      ((await rejection(() => h.gate.check(req, { estimate: { inputTokens: 10, exact: true, ...(latencyEstimateMs !== undefined ? { latencyEstimateMs } : {}) } }))).toBody().payment as Envelope<PaymentRequest>).payload;
+    expect((await pay(30_500)).amountSats).toBe(155); // 31 s · 5 sat/s
+    expect((await pay(1_000)).amountSats).toBe(50); // 5 sat < router minimum 50
+    const first = await pay(1_000);
+    expect((await pay(1_000)).expiresAtMs).toBe(first.expiresAtMs); // same price: the same PaymentRequest
+  });
+});
