@@ -15,6 +15,7 @@ import { createApp } from './http/app.js';
 import { Capacity } from './http/infer/capacity.js';
 import { InferService } from './http/infer/infer-service.js';
 import { NonceStore } from './replay/nonce-store.js';
+import { CryptoPool } from './crypto/crypto-pool.js';
 import { MeteringSpool } from './metering/metering-spool.js';
 import { NodeMetrics } from './observability/metrics.js';
 import { inferSpan, startTracing, type Tracing } from './observability/tracing.js';
@@ -62,6 +63,7 @@ export class FedaiNode {
     readonly runner: RunnerManager,
     private readonly capacity: Capacity,
     private readonly heartbeat: Heartbeat,
+    private readonly crypto: CryptoPool,
   ) {}
 
   static async start(opts: NodeOptions): Promise<FedaiNode> {
@@ -123,7 +125,8 @@ export class FedaiNode {
     runner.on('restart', (reason: string) => metrics.runnerRestart(runner.name, reason));
     runner.on('kill', (reason: string) => metrics.runnerKill(runner.name, reason));
 
-    const node = new FedaiNode(config, logger, identity, dataDir, metrics, tracing, nonces, spool, payments, launcher, runner, capacity, heartbeat);
+    const crypto = new CryptoPool(config.NODE_CRYPTO_WORKERS);
+    const node = new FedaiNode(config, logger, identity, dataDir, metrics, tracing, nonces, spool, payments, launcher, runner, capacity, heartbeat, crypto);
     const service = new InferService({
       config,
       identity,
@@ -135,6 +138,7 @@ export class FedaiNode {
       metrics,
       capacity,
       logger,
+      ...(crypto.size > 0 ? { crypto } : {}),
     });
     const app = createApp({
       config,
@@ -224,6 +228,7 @@ export class FedaiNode {
     await this.spool.close();
     await this.nonces.close();
     await this.tracing.shutdown();
+    await this.crypto.close();
     this.logger.info('node stopped');
   }
 }

@@ -67,28 +67,53 @@ export function isNpubKeyId(keyId: unknown): keyId is string {
   return typeof keyId === 'string' && keyId.startsWith('npub1');
 }
 
+type Prepared = { failure: VerifyFailure } | { failure: null; sig: Uint8Array; digest: Uint8Array; pk: Uint8Array };
+
+/** Everything but the curve arithmetic: keyId form, key parse, sig encoding, canonical digest. */
+function prepareVerification(env: Envelope<unknown>, opts: CheckEnvelopeOptions): Prepared {
+  if (env === null || typeof env !== 'object') return { failure: 'invalid-signature' };
+  if (typeof env.keyId !== 'string') return { failure: 'invalid-key-id' };
+  if (opts.requireNpub && !isNpubKeyId(env.keyId)) return { failure: 'invalid-key-id' };
+  let pk: Uint8Array;
+  try {
+    pk = publicKeyForKeyId(env.keyId);
+  } catch {
+    return { failure: 'invalid-key-id' };
+  }
+  if (typeof env.sig !== 'string' || !SIG_B64.test(env.sig)) return { failure: 'invalid-signature' };
+  try {
+    return { failure: null, sig: Buffer.from(env.sig, 'base64'), digest: envelopeDigest(env), pk };
+  } catch {
+    return { failure: 'invalid-signature' }; // e.g. a circular or non-serialisable payload built in-process
+  }
+}
+
 /**
  * Checks the signature of a parsed envelope under the key its keyId names.
  * Returns null when valid, or the failure class. Never throws for malformed input.
  */
 export function checkEnvelopeSignature(env: Envelope<unknown>, opts: CheckEnvelopeOptions = {}): VerifyFailure | null {
-  if (env === null || typeof env !== 'object') return 'invalid-signature';
-  if (typeof env.keyId !== 'string') return 'invalid-key-id';
-  if (opts.requireNpub && !isNpubKeyId(env.keyId)) return 'invalid-key-id';
-  let pk: Uint8Array;
-  try {
-    pk = publicKeyForKeyId(env.keyId);
-  } catch {
-    return 'invalid-key-id';
-  }
-  if (typeof env.sig !== 'string' || !SIG_B64.test(env.sig)) return 'invalid-signature';
-  let digest: Uint8Array;
-  try {
-    digest = envelopeDigest(env);
-  } catch {
-    return 'invalid-signature'; // e.g. a circular or non-serialisable payload built in-process
-  }
-  return verifyDigest(Buffer.from(env.sig, 'base64'), digest, pk) ? null : 'invalid-signature';
+  const p = prepareVerification(env, opts);
+  if (p.failure) return p.failure;
+  return verifyDigest(p.sig, p.digest, p.pk) ? null : 'invalid-signature';
+}
+
+/** Schnorr arithmetic off the event loop: what the /infer hot path uses (see crypto-pool.ts). */
+export interface SchnorrWorkers {
+  sign(digest: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array>;
+  verify(sig: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): Promise<boolean>;
+}
+
+export async function checkEnvelopeSignatureOn(workers: SchnorrWorkers, env: Envelope<unknown>, opts: CheckEnvelopeOptions = {}): Promise<VerifyFailure | null> {
+  const p = prepareVerification(env, opts);
+  if (p.failure) return p.failure;
+  return (await workers.verify(p.sig, p.digest, p.pk)) ? null : 'invalid-signature';
+}
+
+export async function signEnvelopeOn<T>(workers: SchnorrWorkers, payload: T, signer: Identity): Promise<Envelope<T>> {
+  const unsigned: Unsigned<T> = { payload, nonce: randomUUID(), ts: Date.now(), keyId: signer.npub };
+  const sig = Buffer.from(await workers.sign(envelopeDigest(unsigned), signer.secretKey)).toString('base64');
+  return { ...unsigned, sig };
 }
 
 export function verifyEnvelope(env: Envelope<unknown>, opts: CheckEnvelopeOptions = {}): boolean {

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FedaiError, toFedaiError, type ErrorCode } from '../../errors.js';
-import { checkEnvelopeSignature, signEnvelope, type Envelope } from '../../crypto/envelope.js';
+import { checkEnvelopeSignature, checkEnvelopeSignatureOn, signEnvelope, signEnvelopeOn, type Envelope, type SchnorrWorkers } from '../../crypto/envelope.js';
 import { isNpub } from '../../crypto/keys.js';
 import type { Config } from '../../config/load-config.js';
 import type { ResolvedIdentity } from '../../config/identity.js';
@@ -48,6 +48,8 @@ export interface InferServiceDeps {
   metrics: InferMetricsPort;
   capacity: Capacity;
   logger: Logger;
+  /** Worker threads for Schnorr; absent = on the event loop. */
+  crypto?: SchnorrWorkers;
   now?: () => number;
 }
 
@@ -101,7 +103,8 @@ export class InferService {
       if (!isNpub(envelope.keyId)) throw new FedaiError('invalid-key-id');
       if (identity.blockedRouters.has(envelope.keyId)) throw new FedaiError('router-blocked');
       if (!identity.trustedRouters.has(envelope.keyId)) throw new FedaiError('router-not-allowed');
-      if (checkEnvelopeSignature(envelope) !== null) throw new FedaiError('invalid-signature');
+      const failure = this.deps.crypto ? await checkEnvelopeSignatureOn(this.deps.crypto, envelope) : checkEnvelopeSignature(envelope);
+      if (failure !== null) throw new FedaiError('invalid-signature');
     });
     const wait = this.rate.hit(envelope.keyId);
     if (wait > 0) throw new FedaiError('rate-limited', { retryAfterS: wait });
@@ -231,9 +234,9 @@ export class InferService {
         'gen_ai.usage.input_tokens': result.usage.inputTokens,
         'gen_ai.usage.output_tokens': result.usage.outputTokens,
       });
-      const metering = await this.meter(admitted, { output: result.output, usage: result.usage, wallTimeMs, outcome: 'ok' });
+      const { metering, response } = await this.meter(admitted, { output: result.output, usage: result.usage, wallTimeMs, outcome: 'ok' }, responsePayload);
       this.deps.metrics.tokens(modelId, result.usage.inputTokens, result.usage.outputTokens);
-      return { response: signEnvelope(responsePayload, this.deps.identity.node), metering };
+      return { response: response!, metering };
     } finally {
       admitted.release();
     }
@@ -243,10 +246,16 @@ export class InferService {
     return this.deps.config.NODE_MODEL_ID ?? model.id;
   }
 
+  private sign<T>(payload: T): Promise<Envelope<T>> {
+    return this.deps.crypto ? signEnvelopeOn(this.deps.crypto, payload, this.deps.identity.node) : Promise.resolve(signEnvelope(payload, this.deps.identity.node));
+  }
+
+  /** Signs the metering record (and the response, in parallel, when given) and spools the record durably. */
   private async meter(
     admitted: AdmittedRequest,
     m: { output: string; usage: { inputTokens: number; outputTokens: number }; wallTimeMs: number; outcome: 'ok' | 'error' | 'cancelled' | 'timeout' },
-  ): Promise<Envelope<MeteringRecord>> {
+    responsePayload?: InferenceResponse,
+  ): Promise<{ metering: Envelope<MeteringRecord>; response?: Envelope<InferenceResponse> }> {
     const { request, model } = admitted;
     const record: MeteringRecord = {
       requestId: request.requestId,
@@ -262,7 +271,7 @@ export class InferService {
       ...(m.outcome !== 'ok' ? { outcome: m.outcome } : {}),
       ...(admitted.payment ? { paymentRef: admitted.payment.reference } : {}),
     };
-    const envelope = signEnvelope(record, this.deps.identity.node);
+    const [envelope, response] = await Promise.all([this.sign(record), responsePayload ? this.sign(responsePayload) : undefined]);
     try {
       await this.deps.spool.append(envelope);
     } catch (err) {
@@ -270,7 +279,7 @@ export class InferService {
       throw new FedaiError('metering-write-failed', { cause: err });
     }
     this.deps.metrics.metering(m.outcome);
-    return envelope;
+    return response ? { metering: envelope, response } : { metering: envelope };
   }
 }
 
