@@ -364,6 +364,8 @@ export class SandboxLauncher implements Launcher {
           b.push('--ro-bind-try', path, path);
           bound.push(path);
         }
+        // tmpfs mounts first, so that a code dir or work dir below one (e.g. under /tmp) is not hidden by it
+        for (const t of p.fs.tmpfs) b.push('--tmpfs', t);
         for (const s of p.fs.symlinks ?? []) b.push('--symlink', s.target, s.link);
         for (const d of [...spec.codeDirs, ...(spec.readOnlyPaths ?? [])]) {
           b.push('--ro-bind', d, d);
@@ -385,7 +387,6 @@ export class SandboxLauncher implements Launcher {
         if (isUnder(spec.workDir, this.o.dataDir)) {
           log.warn({ runnerId: spec.id }, 'sandbox: the runner work dir is inside NODE_DATA_DIR; it is bound, the rest of the data dir is not');
         }
-        for (const t of p.fs.tmpfs) b.push('--tmpfs', t);
         b.push('--proc', '/proc', '--dev', '/dev');
         for (const d of devices) b.push(d.optional ? '--dev-bind-try' : '--dev-bind', d.path, d.path);
         if (egressDir) b.push('--ro-bind', egressDir, dirname(proxyPath));

@@ -57,14 +57,21 @@ export async function measureSpawnToReady(opts: { launcher: Launcher; spec: Runn
       });
       child.stdout!.on('data', (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
-        const sep = buf.indexOf('\r\n\r\n');
-        if (sep < 0) return;
-        const m = /Content-Length:\s*(\d+)/i.exec(buf.subarray(0, sep).toString('ascii'));
-        if (!m || buf.length < sep + 4 + Number(m[1])) return;
-        clearTimeout(timer);
-        const msg = JSON.parse(buf.subarray(sep + 4, sep + 4 + Number(m[1])).toString('utf8')) as { result?: unknown; error?: unknown };
-        if (msg.error) reject(new Error(`initialize failed: ${JSON.stringify(msg.error)}`));
-        else resolve(msg.result);
+        for (;;) {
+          const sep = buf.indexOf('\r\n\r\n');
+          if (sep < 0) return;
+          const m = /Content-Length:\s*(\d+)/i.exec(buf.subarray(0, sep).toString('ascii'));
+          if (!m) return reject(new Error('runner broke the framing'));
+          const end = sep + 4 + Number(m[1]);
+          if (buf.length < end) return;
+          const msg = JSON.parse(buf.subarray(sep + 4, end).toString('utf8')) as { id?: unknown; result?: unknown; error?: unknown };
+          buf = buf.subarray(end);
+          if (msg.id !== 1) continue; // a notification (log) before the response
+          clearTimeout(timer);
+          if (msg.error) reject(new Error(`initialize failed: ${JSON.stringify(msg.error)}`));
+          else resolve(msg.result);
+          return;
+        }
       });
     });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
