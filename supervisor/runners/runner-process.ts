@@ -112,6 +112,9 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/** How long an unexplained exit waits for a late watchdog breach report before it is final. */
+const EXIT_SETTLE_MS = 100;
+
 const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 const FIELD_KEY = /^[A-Za-z][A-Za-z0-9_.]{0,39}$/;
 
@@ -164,11 +167,8 @@ export class RunnerProcess extends EventEmitter {
       () => undefined,
     );
     this.child.on('exit', (code, signal) => this.onExit(code, signal));
-    this.child.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.pid === undefined || this.child.exitCode !== null) return;
-      // an error on a live child (e.g. a failed kill) is not an exit
-      void err;
-    });
+    // an 'error' on a live child (e.g. a failed kill) is not an exit; spawn failures are handled below
+    this.child.on('error', () => undefined);
 
     const stdout = this.child.stdout as Readable;
     const stdin = this.child.stdin as Writable;
@@ -203,7 +203,14 @@ export class RunnerProcess extends EventEmitter {
       this.child.once('error', (err: NodeJS.ErrnoException) => this.onExit(null, null, err.code ?? 'spawn-failed'));
     } else {
       plan.attach(this.pid, (reason, _detail) => {
-        this.setReason(reason);
+        if (!this.isAlive && this.reason === undefined) {
+          // the watchdog reported after we saw the exit: attribute the exit to it all the same
+          this.reason = reason;
+          if (this.exitInfo) this.exitInfo.killReason = reason;
+          this.emit('kill', reason);
+        } else {
+          this.setReason(reason);
+        }
         this.emit('breach', reason);
       });
     }
@@ -252,6 +259,16 @@ export class RunnerProcess extends EventEmitter {
   private onExit(code: number | null, signal: string | null, spawnError?: string): void {
     if (!this.isAlive) return;
     this.isAlive = false;
+    // A sandbox watchdog kills the tree first and reports the breach afterwards; give that report a
+    // moment so the exit (and the pending requests' error) is attributed to it.
+    if (this.reason === undefined && spawnError === undefined) {
+      setTimeout(() => this.finalize(code, signal), EXIT_SETTLE_MS);
+    } else {
+      this.finalize(code, signal, spawnError);
+    }
+  }
+
+  private finalize(code: number | null, signal: string | null, spawnError?: string): void {
     const info: RunnerExit = {
       code,
       signal,
