@@ -88,3 +88,25 @@ describe('ReceiptStore', () => {
     await reopened.close();
   });
 });
+
+describe('ReceiptStore across processes', () => {
+  it('two processes spending the same receipts: each one is won exactly once', async () => {
+    const { execFile } = await import('node:child_process');
+    const dir = tmp();
+    const N = 300; // nonces 0..299 share 256 payment hashes: only the first 256 can ever be spent
+    const startAt = Date.now() + 1500;
+    const run = () =>
+      new Promise<number>((resolve, reject) =>
+        execFile(process.execPath, ['--import', './scripts/register-ts.mjs', 'test/payments/spend-worker.ts', dir, String(N), String(startAt)], { cwd: process.cwd(), timeout: 30_000 }, (err, stdout) =>
+          err ? reject(err) : resolve(Number(stdout)),
+        ),
+      );
+    const [a, b] = await Promise.all([run(), run()]);
+    expect(a + b).toBe(256);
+    const store = ReceiptStore.open(dir, { pruneIntervalMs: 0 });
+    expect(store.isSpent({ signer, nonce: 'n-0' })).toBe(false); // another signer
+    expect(store.isSpent({ signer: 'ab'.repeat(32), nonce: 'n-299' })).toBe(false); // its hash was taken by n-43
+    expect(store.isSpent({ signer: 'ab'.repeat(32), nonce: 'n-255' })).toBe(true);
+    await store.close();
+  }, 40_000);
+});
