@@ -191,11 +191,9 @@ export class NonceStore {
       this.pruneAt(t);
       while (this.map.size >= this.maxEntries) {
         // The oldest entry goes. If the newcomer is itself the oldest, it is the one that cannot be kept:
-        // refuse it (storing it would need a mark above its own ts).
-        if (ts <= this.heapTs[0]) {
-          this.raiseLowWater(ts);
-          return 'ts-out-of-window';
-        }
+        // refuse it (storing it would need a mark at or above its own ts). Nothing was accepted, so the
+        // mark need not move.
+        if (ts <= this.heapTs[0]) return 'ts-out-of-window';
         const [oldTs, oldKey] = this.popMin();
         this.map.delete(oldKey);
         this.removeOnDisk(oldTs, oldKey);

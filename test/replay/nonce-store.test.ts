@@ -264,6 +264,7 @@ describe('bounded size and the low-water mark', () => {
     expect(s.commit(A, 'y', T0 + 20)).toBeNull();
     expect(s.commit(A, 'z', T0 + 5)).toBe('ts-out-of-window');
     expect(s.size).toBe(2);
+    expect(s.lowWaterMark).toBe(-1); // nothing was evicted, nothing accepted: the mark does not move
     expect(s.commit(A, 'x', T0 + 10)).toBe('nonce-reused');
     expect(s.commit(A, 'y', T0 + 20)).toBe('nonce-reused');
   });
