@@ -8,7 +8,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { PACKAGE_ROOT } from '../../supervisor/runners/runner-command.js';
-import { RUNNER_SCHEMA_DIR, runnerValidators } from '../../runner-host/host.js';
+import { RUNNER_SCHEMA_DIR, runnerValidators, type RunnerSchemaName } from '../../runner-host/host.js';
+import { ERRORS, isErrorCode } from '../../supervisor/errors.js';
 
 type Schema = Record<string, unknown> & {
   $ref?: string;
@@ -205,5 +206,65 @@ describe('runner schemas ⇄ runner-protocol.ts', () => {
     expect(v.get('infer-chunk-params')!({ streamId: 's', index: -1, delta: 'x' })).toBe(false);
     expect(v.get('log-params')!({ level: 'info', msg: 'm', fields: { a: 1, b: 'x', c: true } })).toBe(true);
     expect(v.get('log-params')!({ level: 'info', msg: 'm', fields: { a: { nested: 1 } } })).toBe(false);
+  });
+});
+
+describe('docs/runner-protocol.md examples', () => {
+  const doc = readFileSync(join(PACKAGE_ROOT, 'docs', 'runner-protocol.md'), 'utf8');
+  const blocks = [...doc.matchAll(/```(json|text) ([^\n]+)\n([\s\S]*?)```/g)].map((m) => ({ lang: m[1], info: m[2].trim(), body: m[3] }));
+
+  it('has tagged examples for every message kind', () => {
+    const infos = blocks.map((b) => b.info);
+    for (const n of ['initialize-params', 'initialize-result', 'list-models-result', 'infer-params', 'infer-result', 'infer-chunk-params', 'estimate-params', 'estimate-result', 'health-result', 'log-params']) {
+      expect(infos.some((i) => i.endsWith(`=${n}`))).toBe(true);
+    }
+    expect(infos.filter((i) => i === 'error-data').length).toBeGreaterThanOrEqual(2);
+    expect(infos.filter((i) => i === 'frame').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('every JSON example is a JSON-RPC message whose params/result/error.data match the named schema', () => {
+    const v = runnerValidators();
+    for (const b of blocks.filter((x) => x.lang === 'json')) {
+      const msg = JSON.parse(b.body) as { jsonrpc: string; params?: unknown; result?: unknown; error?: { code: number; data: { code: string } } };
+      expect([b.info, msg.jsonrpc]).toEqual([b.info, '2.0']);
+      let part: unknown;
+      let schema: RunnerSchemaName;
+      if (b.info === 'error-data') {
+        part = msg.error!.data;
+        schema = 'error-data';
+        expect(isErrorCode(msg.error!.data.code)).toBe(true);
+        expect([b.info, msg.error!.code]).toEqual([b.info, ERRORS[msg.error!.data.code as keyof typeof ERRORS].rpc]);
+      } else {
+        const [where, name] = b.info.split('=') as ['params' | 'result', RunnerSchemaName];
+        part = msg[where];
+        schema = name;
+      }
+      const check = v.get(schema)!;
+      expect([b.info, check(part), check.lastErrors()]).toEqual([b.info, true, []]);
+    }
+  });
+
+  it('every framed example has a Content-Length equal to the UTF-8 byte length of its body', () => {
+    for (const b of blocks.filter((x) => x.info === 'frame')) {
+      const [header, blank, body] = b.body.split('\n');
+      const m = /^Content-Length: (\d+)\\r\\n$/.exec(header);
+      expect(m).not.toBeNull();
+      expect(blank).toBe('\\r\\n');
+      expect([body, Buffer.byteLength(body, 'utf8')]).toEqual([body, Number(m![1])]);
+      expect((JSON.parse(body) as { jsonrpc: string }).jsonrpc).toBe('2.0');
+    }
+  });
+
+  it('the error table lists rpc numbers that agree with the catalogue', () => {
+    const rows = [...doc.matchAll(/^\| (-\d+) \| (`[a-z-]+`(?:, `[a-z-]+`)*) \|/gm)];
+    expect(rows.length).toBeGreaterThanOrEqual(14);
+    // The one deliberate exception: an unexpected failure inside a runner is JSON-RPC's own
+    // Internal error (-32603); data.code "runner-error" says what it means to the node.
+    const internal: Record<string, number> = { 'runner-error': -32603 };
+    for (const r of rows) {
+      for (const code of r[2].match(/[a-z-]+/g)!) {
+        expect([code, isErrorCode(code) ? (internal[code] ?? ERRORS[code].rpc) : 'unknown']).toEqual([code, Number(r[1])]);
+      }
+    }
   });
 });
