@@ -127,7 +127,7 @@ export class PaymentGate {
     opts.logger.info(
       {
         required: opts.config.NODE_REQUIRE_PAYMENT,
-        lnBackend: lightning?.kind ?? 'none',
+        lnBackend: lightning ? (lightning.kind ?? 'custom') : 'none',
         lnNodeKnown: gate.lnPubkey !== undefined,
         verifyUrl: verifier !== undefined,
         requirePreimage: opts.config.NODE_LN_REQUIRE_PREIMAGE,
@@ -154,7 +154,7 @@ export class PaymentGate {
       this.lnPubkey = (await this.lightning.nodePubkey()).toLowerCase();
     } catch (err) {
       this.lnPubkeyRetryAt = this.now() + PUBKEY_RETRY_MS;
-      this.logger.warn({ backend: this.lightning.kind, code: err instanceof FedaiError ? err.code : 'error' }, 'could not learn the Lightning node key; invoices are checked for a valid signature only until it is known');
+      this.logger.warn({ backend: this.lightning.kind ?? 'custom', code: err instanceof FedaiError ? err.code : 'error' }, 'could not learn the Lightning node key; invoices are checked for a valid signature only until it is known');
     }
     return this.lnPubkey;
   }

@@ -8,6 +8,7 @@ import { generateIdentity } from '../../supervisor/crypto/keys.js';
 import type { EnvName } from '../../supervisor/config/env-spec.js';
 import { ERRORS, type ErrorSpec } from '../../supervisor/errors.js';
 import { decodeBolt11 } from '../../supervisor/payments/bolt11.js';
+import { LndBackend } from '../../supervisor/payments/lightning/index.js';
 import type { InferenceRequest, PaymentRequest } from '../../supervisor/protocol/wire-types.js';
 import { encodeBolt11, lnNode, preimagePair } from '../fixtures/lightning/bolt11-encode.js';
 import { deadUrl, FakeCln, FakeLnd, FakeVerifier } from '../fixtures/lightning/fake-ln.js';
@@ -187,6 +188,16 @@ describe('with LND', () => {
     await expectCode(paid, 'payment-backend-unavailable', 503);
     // a 402 cannot be issued without the backend either: 503, not a 402 without invoice
     await expectCode(inferenceRequest(), 'payment-backend-unavailable', 503);
+  });
+
+  it('uses an injected backend (opts.lightning) instead of building one from config', async () => {
+    const f = await lnd();
+    const backend = new LndBackend({ restUrl: f.url, macaroonHex: f.macaroon, timeoutMs: 1000, retry: { maxAttempts: 1, minDelayMs: 0, maxDelayMs: 0 } });
+    h = await openGate(PRICED, { lightning: backend }); // NODE_LN_BACKEND stays 'none'
+    const req = inferenceRequest();
+    const pr = await challenge(req);
+    expect(decodeBolt11(pr.invoice, { expectedPayee: f.node.pubkey }).paymentHash).toBe(pr.paymentHash);
+    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice })), 'payment-unsettled', 402);
   });
 
   it('a wrong macaroon is a backend failure (503), not a crash', async () => {

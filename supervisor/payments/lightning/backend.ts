@@ -29,7 +29,8 @@ export interface InvoiceLookup {
 }
 
 export interface LightningBackend {
-  readonly kind: string;
+  /** 'lnd', 'cln', … (logs only). */
+  readonly kind?: string;
   createInvoice(input: CreateInvoiceInput): Promise<CreatedInvoice>;
   lookupInvoice(paymentHash: string): Promise<InvoiceLookup>;
   /** 33-byte compressed node key, hex. May reject when the credentials do not allow it. */
