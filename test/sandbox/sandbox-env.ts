@@ -56,3 +56,6 @@ export function captureLogger(level = 'debug'): { logger: Logger; lines: () => A
     lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>),
   };
 }
+
+/** Profiles whose hostile-runner run lives in hostile-gpu.test.ts (the rest in hostile.test.ts). */
+export const HOSTILE_GPU_FILE_PROFILES: readonly string[] = ['gpu'];
