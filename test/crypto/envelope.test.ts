@@ -77,6 +77,24 @@ describe('signEnvelope / verifyEnvelope', () => {
   });
 });
 
+describe('hostile payloads from the wire', () => {
+  test('a "__proto__" key parsed from JSON is an ordinary signed field', () => {
+    const env = signEnvelope(JSON.parse('{"__proto__":{"x":1},"a":2}'), signer, { nonce: 'p', ts: 1 });
+    expect(canonicalBytes(env).toString()).toContain('"payload":{"__proto__":{"x":1},"a":2}');
+    const wire = JSON.parse(JSON.stringify(env).replace('"a":2', '"a":2')) as Envelope<unknown>;
+    expect(checkEnvelopeSignature(wire)).toBeNull();
+    const tampered = JSON.parse(JSON.stringify(env).replace('{"x":1}', '{"x":2}')) as Envelope<unknown>;
+    expect(checkEnvelopeSignature(tampered)).toBe('invalid-signature');
+  });
+
+  test('a payload nested 100 000 levels deep is invalid-signature, not a stack overflow', () => {
+    const env = signEnvelope({ a: 1 }, signer) as Envelope<unknown>;
+    const deep = JSON.parse('['.repeat(100_000) + ']'.repeat(100_000)) as unknown;
+    expect(() => checkEnvelopeSignature({ ...env, payload: deep })).not.toThrow();
+    expect(checkEnvelopeSignature({ ...env, payload: deep })).toBe('invalid-signature');
+  });
+});
+
 describe('keyId rules', () => {
   test('isNpubKeyId', () => {
     expect(isNpubKeyId(signer.npub)).toBe(true);

@@ -356,6 +356,15 @@ describe('negative instances', () => {
     }
   });
 
+  test('deeply nested input never throws', () => {
+    const deep = JSON.parse('{"x":'.repeat(50_000) + '1' + '}'.repeat(50_000)) as unknown;
+    expect(() => validateEnvelopeOf('inference-request', { ...clone(v1), payload: { ...v1.payload, extra: deep } })).not.toThrow();
+    expect(() => validateEnvelopeOf('inference-request', { ...clone(v1), payload: deep })).not.toThrow();
+    expect(validateEnvelopeOf('inference-request', { ...clone(v1), payload: deep }).ok).toBe(false);
+    const deepArr = JSON.parse('['.repeat(50_000) + ']'.repeat(50_000)) as unknown;
+    expect(validateEnvelopeOf('inference-request', { ...clone(v1), payload: { ...v1.payload, paymentReceipts: [deepArr] } }).ok).toBe(false);
+  });
+
   test('details are capped at 20', () => {
     const payload: Record<string, unknown> = {};
     const r = validateWire('metering-record', { ...payload });
