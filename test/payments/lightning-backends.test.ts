@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { configFrom } from '../../supervisor/config/load-config.js';
 import { FedaiError } from '../../supervisor/errors.js';
 import { backoffDelayMs, ClnBackend, lightningBackendFromConfig, LndBackend, settlementVerifierFromConfig } from '../../supervisor/payments/lightning/index.js';
+import { lndQueryBytes } from '../../supervisor/payments/lightning/lnd.js';
 import { FakeCln, FakeLnd } from '../fixtures/lightning/fake-ln.js';
 
 const retry = { maxAttempts: 2, minDelayMs: 10, maxDelayMs: 20 };
@@ -81,6 +82,17 @@ describe('LND and CLN lookups map states and amounts', () => {
       cln.close();
       await f.stop();
     }
+  });
+});
+
+describe('LND bytes in query strings', () => {
+  it('are padded URL-safe base64, percent-encoded', () => {
+    const hex = 'fb'.repeat(32); // base64 has '+', '/' and one '=' of padding
+    const q = lndQueryBytes(hex);
+    expect(q).toBe(encodeURIComponent(Buffer.from(hex, 'hex').toString('base64url') + '='));
+    expect(q.endsWith('%3D')).toBe(true);
+    expect(q).not.toMatch(/[+/]/);
+    expect(Buffer.from(decodeURIComponent(q), 'base64url').toString('hex')).toBe(hex);
   });
 });
 

@@ -22,6 +22,14 @@ function messageOf(json: unknown): string {
   return typeof m === 'string' ? m : '';
 }
 
+/**
+ * A bytes query parameter as grpc-gateway decodes it: URL-safe base64 WITH padding (its runtime.Bytes
+ * tries padded std then padded URL encoding), percent-encoded so '=' survives the query string.
+ */
+export function lndQueryBytes(hex: string): string {
+  return encodeURIComponent(Buffer.from(hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_'));
+}
+
 export class LndBackend implements LightningBackend {
   readonly kind = 'lnd';
   private readonly http: LnHttpClient;
@@ -54,7 +62,7 @@ export class LndBackend implements LightningBackend {
     if (!HEX32.test(hash)) return { state: 'canceled' };
     let res = this.v1Only
       ? undefined
-      : await this.http.request('GET', `/v2/invoices/lookup?payment_hash=${Buffer.from(hash, 'hex').toString('base64url')}`);
+      : await this.http.request('GET', `/v2/invoices/lookup?payment_hash=${lndQueryBytes(hash)}`);
     if (res && (res.status === 404 || res.status === 501) && res.json === undefined) {
       this.v1Only = true; // the route itself does not exist: an LND before v2 lookup
       res = undefined;
