@@ -223,6 +223,7 @@ export class BackendClient {
     // Shared state between the request phase and the body phase.
     let req: http.ClientRequest | undefined;
     let tunnel: tls.TLSSocket | undefined;
+    let tunnelRaw: Socket | undefined;
     let timer: NodeJS.Timeout | undefined;
     let done = false;
     const state: { failure?: AdapterError; finish: () => void; destroy: () => void } = {
@@ -231,12 +232,14 @@ export class BackendClient {
         done = true;
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        // A CONNECT tunnel carries exactly one request: close it with the response.
+        // A CONNECT tunnel carries exactly one request: close it (and the socket under the TLS) with the response.
         tunnel?.destroy();
+        tunnelRaw?.destroy();
       },
       destroy: () => {
         req?.destroy();
         tunnel?.destroy();
+        tunnelRaw?.destroy();
       },
     };
     let rejectPending: ((e: AdapterError) => void) | undefined;
@@ -262,7 +265,9 @@ export class BackendClient {
           agent: false,
         };
       } else if (this.opts.egressProxy) {
-        tunnel = await this.openTunnel(url, signal, (r) => (rejectPending = r));
+        const opened = await this.openTunnel(url, signal, (r) => (rejectPending = r));
+        tunnel = opened.tls;
+        tunnelRaw = opened.raw;
         const sock = tunnel;
         reqOpts = { method, path: url.pathname + url.search, headers, createConnection: () => sock as unknown as Socket };
       } else {
@@ -320,10 +325,14 @@ export class BackendClient {
   }
 
   /** CONNECT host:port through the egress proxy's Unix socket, then TLS over the tunnel. */
-  private openTunnel(url: URL, signal: AbortSignal | undefined, setReject: (r: (e: AdapterError) => void) => void): Promise<tls.TLSSocket> {
+  private openTunnel(
+    url: URL,
+    signal: AbortSignal | undefined,
+    setReject: (r: (e: AdapterError) => void) => void,
+  ): Promise<{ tls: tls.TLSSocket; raw: Socket }> {
     const port = url.port || '443';
     const authority = `${url.hostname}:${port}`;
-    return new Promise<tls.TLSSocket>((resolve, reject) => {
+    return new Promise<{ tls: tls.TLSSocket; raw: Socket }>((resolve, reject) => {
       setReject(reject);
       const creq = http.request({
         socketPath: this.opts.egressProxy,
@@ -352,9 +361,12 @@ export class BackendClient {
             ...(this.opts.ca ? { ca: this.opts.ca } : {}),
             ALPNProtocols: ['http/1.1'],
           },
-          () => resolve(t),
+          () => resolve({ tls: t, raw: socket }),
         );
+        t.on('error', () => socket.destroy());
         t.on('error', (err) => reject(networkError(err, 'connect')));
+        // until the caller owns it, an abort must close the raw socket too
+        signal?.addEventListener('abort', () => socket.destroy(), { once: true });
         if (signal?.aborted) t.destroy();
       });
       creq.on('error', (err) => reject(networkError(err, 'connect')));

@@ -143,6 +143,13 @@ export async function startTestProxy(allowed: string[]): Promise<TestProxy> {
     });
     up.on('error', () => sock.destroy());
     sock.on('error', () => up.destroy());
+    // Half-closed tunnels: once either side is fully closed, close the other (a paused, unpiped socket
+    // would never read the client's EOF).
+    up.on('close', () => {
+      sock.end();
+      sock.resume(); // keep reading so the client's EOF is seen
+    });
+    sock.on('close', () => up.destroy());
   });
   await new Promise<void>((r) => server.listen(socketPath, r));
   return {
