@@ -3,9 +3,11 @@
  * Reads FEDAI_ADAPTER (default "mock"), starts the adapter and serves the runner protocol on stdio.
  * Exit codes: 0 after `exit` or when stdin closes; 1 when the adapter cannot be loaded or started.
  *
- * Stdout carries protocol frames only. Before anything else runs, every console method is pointed at
- * stderr, so a stray print from any library can never corrupt the frame stream.
+ * Stdout carries protocol frames only. Before anything else runs, every console method and
+ * process.stdout.write itself are pointed at stderr; the host writes frames through a private stream
+ * bound to the real stdout, so a stray print from any library can never corrupt the frame stream.
  */
+import { Writable } from 'node:stream';
 import { format } from 'node:util';
 
 for (const m of ['log', 'info', 'debug', 'warn', 'error', 'trace'] as const) {
@@ -13,6 +15,17 @@ for (const m of ['log', 'info', 'debug', 'warn', 'error', 'trace'] as const) {
     process.stderr.write(`${format(...args)}\n`);
   };
 }
+
+// Even direct process.stdout.write() calls go to stderr. Only `frames` (handed to the host) reaches fd 1.
+const stdoutWrite = process.stdout.write.bind(process.stdout) as (chunk: Uint8Array | string, cb: (err?: Error | null) => void) => boolean;
+const frames = new Writable({
+  write(chunk: Buffer, _enc, cb) {
+    stdoutWrite(chunk, (err) => cb(err ?? null));
+  },
+});
+process.stdout.on('error', (err) => frames.destroy(err));
+process.stdout.write = ((chunk: Uint8Array | string, ...rest: unknown[]) =>
+  (process.stderr.write as (...a: unknown[]) => boolean)(chunk, ...rest)) as typeof process.stdout.write;
 
 function logLine(level: string, msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(`${JSON.stringify({ level, time: new Date().toISOString(), name: 'runner-host', msg, ...fields })}\n`);
@@ -33,7 +46,7 @@ async function main(): Promise<number> {
     logLine('error', 'runner failed to start', { adapter: name, error: e?.message, code: typeof e?.code === 'string' ? e.code : undefined });
     return 1;
   }
-  await serveRunner(adapter);
+  await serveRunner(adapter, { input: process.stdin, output: frames });
   return 0;
 }
 

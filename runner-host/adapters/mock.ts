@@ -14,7 +14,8 @@
  *                              "unexpected": a plain Error whose message contains the prompt, to prove the
  *                              host never forwards or logs the message of an unexpected error
  *   FEDAI_MOCK_FAIL_START=1    start() rejects (exercises runner-host/main.ts's exit 1)
- *   FEDAI_MOCK_CONSOLE_NOISE=1 start() and every infer call console.log() a fixed line, to prove that
+ *   FEDAI_MOCK_CONSOLE_NOISE=1 start() and every infer call print a fixed line (console.log, and in infer
+ *                              also process.stdout.write), to prove that
  *                              runner-host/main.ts keeps stray prints off the frame stream (stdout)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -102,7 +103,10 @@ export function createAdapter(env: NodeJS.ProcessEnv): RunnerAdapter {
       const t0 = Date.now();
       checkModel(request);
       calls++;
-      if (consoleNoise) console.log('mock adapter: stray console output in infer');
+      if (consoleNoise) {
+        console.log('mock adapter: stray console output in infer');
+        process.stdout.write('mock adapter: stray direct stdout write in infer\n');
+      }
       const inputTokens = estimateTokens(request.prompt);
       if (failEvery > 0 && calls % failEvery === 0) {
         if (failKind === 'unexpected') throw new Error(`unexpected mock failure; prompt was: ${request.prompt}`);

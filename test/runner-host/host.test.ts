@@ -229,6 +229,7 @@ describe('runner-host/main.ts', () => {
     expect(c.frames.issues).toEqual([]);
     expect(c.frames.frames).toBeGreaterThanOrEqual(3);
     expect(c.stderr).toContain('stray console output in infer');
+    expect(c.stderr).toContain('stray direct stdout write in infer');
   });
 
   it('exits 1 with a clear message for an unknown adapter', async () => {
