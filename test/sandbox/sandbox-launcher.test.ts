@@ -214,11 +214,13 @@ describeSandbox('SandboxLauncher', () => {
     const l = launcher('strict');
     const plan = (await l.prepare(spec(sh('grep Seccomp: /proc/self/status')))) as SandboxPlan;
     try {
+      // execa's types only accept fixed-length stdio tuples; at run time extra fd numbers work.
+      const stdio = ['pipe', 'pipe', 'pipe', ...(plan.extraFds ?? [])] as unknown as ['pipe', 'pipe', 'pipe'];
       const r = await execa(plan.file, [...plan.args], {
         env: { ...plan.env },
         extendEnv: false,
         cwd: plan.cwd,
-        stdio: ['pipe', 'pipe', 'pipe', ...(plan.extraFds ?? [])],
+        stdio,
         reject: false,
       });
       expect(String(r.stdout)).toMatch(/Seccomp:\s+2/);
