@@ -172,8 +172,10 @@ export class BackendClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.maxBodyBytes = opts.maxBodyBytes ?? 32 * 1024 * 1024;
     if (opts.keepAlive && !opts.egressProxy) {
-      this.agent = new http.Agent({ keepAlive: true });
-      this.httpsAgent = new https.Agent({ keepAlive: true, ...(opts.ca ? { ca: opts.ca } : {}) });
+      // Idle pooled sockets are dropped after 4 s, before the usual 5 s server keep-alive timeout
+      // (uvicorn, cpp-httplib), so a request never races the server closing a stale socket.
+      this.agent = new http.Agent({ keepAlive: true, timeout: 4_000 });
+      this.httpsAgent = new https.Agent({ keepAlive: true, timeout: 4_000, ...(opts.ca ? { ca: opts.ca } : {}) });
     }
   }
 

@@ -13,6 +13,10 @@ export type SseEvent =
   | { readonly kind: 'done' }
   | { readonly kind: 'error'; readonly data: string };
 
+export class SseLimitError extends Error {
+  override readonly name = 'SseLimitError';
+}
+
 export class SseParser {
   private readonly decoder = new TextDecoder('utf-8');
   private buf = '';
@@ -20,6 +24,9 @@ export class SseParser {
   /** True when the previous chunk ended in "\r" (the "\n" of a CRLF may follow in the next chunk). */
   private pendingCr = false;
   private ended = false;
+
+  /** maxBuffered: longest unterminated line or event kept (default 16 MiB); beyond it push() throws. */
+  constructor(private readonly maxBuffered = 16 * 1024 * 1024) {}
 
   /** Feeds a chunk; returns the events completed by it, in order. */
   push(chunk: Uint8Array | string): SseEvent[] {
@@ -40,6 +47,7 @@ export class SseParser {
       this.buf = this.buf.slice(m.index + m[0].length);
       this.line(line, out);
     }
+    if (this.buf.length > this.maxBuffered) throw new SseLimitError(`SSE line longer than ${this.maxBuffered} characters`);
     return out;
   }
 

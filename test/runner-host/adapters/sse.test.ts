@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SseParser, sseEvents, type SseEvent } from '../../../runner-host/backend/sse.js';
+import { SseLimitError, SseParser, sseEvents, type SseEvent } from '../../../runner-host/backend/sse.js';
 import { FAKES } from './helpers.js';
 
 function recordedBody(name: string): Buffer {
@@ -73,5 +73,13 @@ describe('SSE parser', () => {
       { kind: 'data', data: '1' },
       { kind: 'data', data: '2' },
     ]);
+  });
+});
+
+describe('SSE parser limits', () => {
+  test('an endless line is refused instead of buffered forever', () => {
+    const p = new SseParser(100);
+    expect(() => p.push('data: ' + 'x'.repeat(200))).toThrow(SseLimitError);
+    expect(new SseParser(100).push('data: ' + 'x'.repeat(50) + '\n\n')).toHaveLength(1);
   });
 });
