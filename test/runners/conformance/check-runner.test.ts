@@ -77,6 +77,25 @@ describe('checkRunner', () => {
     expect(livePids(`${MARK}-linger`)).toEqual([]);
   }, 60_000);
 
+  it('fails cancellation for a runner that ignores $/cancelRequest', async () => {
+    const results = await checkRunner([pythonRunnerCommand()[0], join(FIXTURES, 'deaf_runner.py')], {
+      env: { FEDAI_MOCK_TOKEN_DELAY_MS: '5', FEDAI_TEST_MARK: `${MARK}-deaf` },
+      timeoutMs: 15_000,
+    });
+    const r = byName(results);
+    expect(r.cancellation).toMatchObject({ ok: false, detail: expect.stringContaining('ignores cancellation') });
+    expect(results.filter((x) => !x.ok).map((x) => x.name)).toEqual(['cancellation']);
+  }, 60_000);
+
+  it('passes a runner faster than a round trip when an immediate cancel is honoured', async () => {
+    const results = await checkRunner(runnerHostCommand(), {
+      env: { FEDAI_ADAPTER: 'mock', FEDAI_MOCK_TOKEN_DELAY_MS: '0', FEDAI_TEST_MARK: `${MARK}-fast` },
+      timeoutMs: 15_000,
+    });
+    expect(byName(results).cancellation).toMatchObject({ ok: true, detail: expect.stringContaining('partial usage') });
+    expect(results.filter((x) => !x.ok)).toEqual([]);
+  }, 60_000);
+
   it('reports failures instead of throwing for a program that is not a runner', async () => {
     const results = await checkRunner(['/bin/sh', '-c', 'echo hello; sleep 30'], {
       env: { FEDAI_TEST_MARK: `${MARK}-sh` },
