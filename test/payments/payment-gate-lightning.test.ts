@@ -181,6 +181,10 @@ describe('with LND', () => {
 
     f.mode = 'fail500';
     await expectCode(paid, 'payment-backend-unavailable', 503);
+    // the outage is logged, without the macaroon, invoice or preimage
+    const logs = h.logs.text();
+    expect(logs).toContain('lightning backend unavailable');
+    for (const secret of [f.macaroon, pr.invoice, preimage]) expect(logs).not.toContain(secret);
 
     await h.cleanup();
     const url = await deadUrl();
@@ -224,6 +228,7 @@ describe('with CLN (clnrest)', () => {
     const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
     await t.commit();
     expect(f.requests.some((r) => r.path === '/v1/listinvoices')).toBe(true);
+    for (const secret of [f.rune, pr.invoice, preimage]) expect(h.logs.text()).not.toContain(secret);
   });
 
   it('a bad rune is 503 payment-backend-unavailable', async () => {
