@@ -187,6 +187,7 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
   const v = runnerValidators();
 
   let initialized = false;
+  let initializing = false;
   let shuttingDown = false;
   let stopped: Promise<void> | undefined;
   let finished = false;
@@ -250,7 +251,7 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
   const handleInitialize = async (params: unknown): Promise<InitializeResult> => {
     validateParams('initialize-params', params);
     const p = params as InitializeParams;
-    if (initialized) {
+    if (initialized || initializing) {
       throw runnerError('runner-protocol-error', 'initialize was already called', { details: ['initialize must be sent once'] });
     }
     if (protocolMajor(p.protocolVersion) !== protocolMajor(RUNNER_PROTOCOL_VERSION)) {
@@ -258,7 +259,13 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
         details: [`runner speaks ${RUNNER_PROTOCOL_VERSION}, supervisor asked for ${p.protocolVersion}`],
       });
     }
-    const models = await adapter.listModels();
+    initializing = true;
+    let models;
+    try {
+      models = await adapter.listModels();
+    } finally {
+      initializing = false;
+    }
     initialized = true;
     logStderr('info', 'initialized', { runnerId: p.runnerId, adapter: adapter.name, models: models.length });
     return {
