@@ -4,7 +4,7 @@
  *
  *   body size → JSON → envelope schema → keyId is an npub → router trust (block list, allowed set)
  *   → signature → rate limit → replay window/nonce (checked, not consumed) → prompt bytes / maxTokens
- *   → model and context window → payment (when required) → capacity → [nonce consumed, receipt spent]
+ *   → model and context window → payment (when required) → capacity → [receipt spent, nonce consumed]
  *   → runner.
  *
  * Nothing is consumed by a request that is refused: the nonce and the payment receipt are committed
@@ -130,9 +130,10 @@ export class InferService {
 
     const release = this.deps.capacity.acquire();
     try {
+      // Receipt first: a request that loses a race for a receipt keeps its nonce usable.
+      if (payment) await payment.commit();
       const committed = this.deps.replay.commit(envelope.keyId, envelope.nonce, envelope.ts);
       if (committed) throw new FedaiError(committed);
-      if (payment) await payment.commit();
     } catch (err) {
       release();
       throw err;
