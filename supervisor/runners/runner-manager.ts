@@ -10,6 +10,7 @@
  * Events: 'state' (new, old), 'restart' (reason: RestartReason), 'kill' (reason: KillReason),
  *         'frame-violation' (reason: FrameViolation).
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,6 +79,7 @@ export interface InferOptions {
 }
 
 const MODELS_REFRESH_MS = 60_000;
+let instanceSeq = 0;
 const SUPERVISOR = { name: 'fedai-node', version: '0.1.0' };
 
 export class RunnerManager extends EventEmitter {
@@ -92,7 +94,6 @@ export class RunnerManager extends EventEmitter {
   private stateValue: RunnerState = 'stopped';
   private proc?: RunnerProcess;
   private plan?: LaunchPlan;
-  private generation = 0;
   private restarts = 0;
   private models: ModelInfo[] = [];
   private caps?: RunnerCapabilities;
@@ -191,8 +192,8 @@ export class RunnerManager extends EventEmitter {
 
   private async launch(): Promise<void> {
     if (this.stopping) return;
-    const gen = ++this.generation;
-    const id = `${this.name}-${process.pid}-${gen}`;
+    // unique per start across every manager of this process (the id is the process-tree marker)
+    const id = `${this.name}-${process.pid}-${++instanceSeq}-${randomBytes(3).toString('hex')}`;
     mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     const env: Record<string, string> = {
       ...buildRunnerEnv(this.config, { adapter: this.opts.adapter, workDir: this.workDir }),

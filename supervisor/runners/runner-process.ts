@@ -114,6 +114,10 @@ interface Pending {
 
 /** How long an unexplained exit waits for a late watchdog breach report before it is final. */
 const EXIT_SETTLE_MS = 100;
+/** How long an exit waits for the rest of stderr before the pipes are dropped. */
+const STDERR_DRAIN_MS = 500;
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 const FIELD_KEY = /^[A-Za-z][A-Za-z0-9_.]{0,39}$/;
@@ -261,11 +265,18 @@ export class RunnerProcess extends EventEmitter {
     this.isAlive = false;
     // A sandbox watchdog kills the tree first and reports the breach afterwards; give that report a
     // moment so the exit (and the pending requests' error) is attributed to it.
-    if (this.reason === undefined && spawnError === undefined) {
-      setTimeout(() => this.finalize(code, signal), EXIT_SETTLE_MS);
-    } else {
-      this.finalize(code, signal, spawnError);
-    }
+    if (spawnError !== undefined) return this.finalize(code, signal, spawnError);
+    // Read what is left in the stderr pipe (the tail before a crash matters most), bounded: a grandchild
+    // may hold the pipe open forever.
+    const stderr = this.child.stderr as Readable;
+    const waits: Promise<unknown>[] = [
+      Promise.race([
+        stderr.readableEnded || stderr.destroyed ? Promise.resolve() : new Promise((r) => (stderr.once('end', r), stderr.once('close', r))),
+        delay(STDERR_DRAIN_MS),
+      ]),
+    ];
+    if (this.reason === undefined) waits.push(delay(EXIT_SETTLE_MS));
+    void Promise.all(waits).then(() => this.finalize(code, signal));
   }
 
   private finalize(code: number | null, signal: string | null, spawnError?: string): void {

@@ -7,7 +7,7 @@ import { FedaiError } from '../../supervisor/errors.js';
 import { runnerHostCommand } from '../../supervisor/runners/runner-command.js';
 import { mockOutput } from '../../runner-host/adapters/mock.js';
 import { estimateTokens } from '../../runner-host/adapter.js';
-import { makeManager, processesWithMarker, sentinelsOfThisProcess, waitFor, type Harness } from './helpers.js';
+import { isLive, makeManager, processesWithMarker, sentinelsOfThisProcess, waitFor, type Harness } from './helpers.js';
 
 const REQ = { requestId: 'm-1', modelId: 'mock-model', prompt: 'PROMPT-SECRET-TEXT and more', maxTokens: 64 };
 const expected = mockOutput(estimateTokens(REQ.prompt), REQ.maxTokens);
@@ -130,6 +130,16 @@ describe('RunnerManager with the mock runner', () => {
     expect(h.manager.state).toBe('stopped');
     expect(processesWithMarker(h.marker)).toEqual([]);
     expect(() => process.kill(pid, 0)).toThrow();
+  });
+
+  it('stopping another manager of the same name leaves this one’s runner alone', async () => {
+    const pid = shared.manager.status().pid!;
+    const h = mock();
+    await h.manager.start();
+    expect(h.manager.status().pid).not.toBe(pid);
+    await h.manager.stop();
+    expect(isLive(pid)).toBe(true);
+    expect(shared.manager.status()).toMatchObject({ state: 'ready', pid, restarts: 0 });
   });
 
   it('the runner gets no secret from the supervisor’s process.env', async () => {

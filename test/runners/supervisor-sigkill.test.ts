@@ -67,7 +67,7 @@ describe('SIGKILL of the supervisor', () => {
     const { pids, dataDir, marker } = await startHarness(['--no-sentinel']);
     expect(readdirSync(join(dataDir, 'runners')).filter((f) => f.endsWith('.json'))).toHaveLength(1);
     process.kill(pids.supervisor, 'SIGKILL');
-    await waitFor(() => !isLive(pids.runner), 10_000, 'runner killed by pdeathsig');
+    await waitFor(() => !isLive(pids.runner) && !isLive(pids.supervisor), 10_000, 'runner killed by pdeathsig, supervisor gone');
     // documented limit of pdeathsig: it covers the direct child only
     expect(isLive(pids.inGroup)).toBe(true);
     expect(isLive(pids.escaped)).toBe(true);
