@@ -3,7 +3,16 @@
  * child process and speaks the protocol to it with vscode-jsonrpc.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { CancellationTokenSource, ResponseError } from 'vscode-jsonrpc/node';
+import { PassThrough } from 'node:stream';
+import {
+  CancellationTokenSource,
+  createMessageConnection,
+  ResponseError,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-jsonrpc/node';
+import { serveRunner } from '../../runner-host/host.js';
+import { createAdapter } from '../../runner-host/adapters/mock.js';
 import { RunnerClient } from '../../supervisor/runners/conformance/runner-client.js';
 import { runnerHostCommand } from '../../supervisor/runners/runner-command.js';
 import type { InferResult, InitializeResult } from '../../supervisor/protocol/runner-protocol.js';
@@ -244,5 +253,24 @@ describe('runner-host/main.ts', () => {
     expect((await c.waitExit(T))?.code).toBe(1);
     await c.kill();
     expect(c.stderr).toContain('runner failed to start');
+  });
+});
+
+describe('serveRunner (in process, on given streams)', () => {
+  it('serves on the streams it is given and resolves when its input ends', async () => {
+    const toRunner = new PassThrough();
+    const fromRunner = new PassThrough();
+    const served = serveRunner(createAdapter({}), { input: toRunner, output: fromRunner });
+    const conn = createMessageConnection(new StreamMessageReader(fromRunner), new StreamMessageWriter(toRunner));
+    conn.listen();
+    try {
+      await expect(conn.sendRequest('initialize', INIT)).resolves.toMatchObject({ runner: { name: 'mock' } });
+      const r = await conn.sendRequest<InferResult>('infer', { request: req() });
+      expect(r.requestId).toBe('req-1');
+      toRunner.end();
+      await expect(served).resolves.toBeUndefined();
+    } finally {
+      conn.dispose();
+    }
   });
 });
