@@ -91,9 +91,8 @@ export class LlamaCppAdapter implements RunnerAdapter {
         const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
         const body = await res.jsonOrUndefined();
         if (res.status === 200) return true;
-        const err = mapBackendError(res.status, body);
-        if (err.code === 'backend-unavailable') throw err; // loading: keep polling
-        throw err;
+        // 503 loading → backend-unavailable: waitUntilReady keeps polling; anything else fails the start
+        throw mapBackendError(res.status, body);
       },
       this.env.startTimeoutMs,
       'llama.cpp server',

@@ -16,7 +16,10 @@ export interface BackendEnv {
   command?: string[];
   egressProxy?: string;
   maxParallel?: number;
-  /** Start deadline (readiness wait), FEDAI_BACKEND_START_TIMEOUT_MS, default 120 s. */
+  /**
+   * Readiness wait, FEDAI_BACKEND_START_TIMEOUT_MS. Default 1 h: the supervisor's own spawn-to-initialize
+   * deadline (NODE_RUNNER_START_TIMEOUT_MS) is the effective bound, so a large model is never cut short here.
+   */
   startTimeoutMs: number;
   /** Whole-inference deadline, FEDAI_BACKEND_TIMEOUT_MS, default 600 s (the supervisor cancels earlier). */
   inferTimeoutMs: number;
@@ -54,7 +57,7 @@ export function readBackendEnv(env: NodeJS.ProcessEnv): BackendEnv {
     command: env.FEDAI_BACKEND_COMMAND?.trim() ? parseCommandLine(env.FEDAI_BACKEND_COMMAND) : undefined,
     egressProxy: env.FEDAI_EGRESS_PROXY || undefined,
     maxParallel: intEnv(env, 'FEDAI_MAX_PARALLEL', undefined, 1),
-    startTimeoutMs: intEnv(env, 'FEDAI_BACKEND_START_TIMEOUT_MS', 120_000, 1)!,
+    startTimeoutMs: intEnv(env, 'FEDAI_BACKEND_START_TIMEOUT_MS', 3_600_000, 1)!,
     inferTimeoutMs: intEnv(env, 'FEDAI_BACKEND_TIMEOUT_MS', 600_000, 1)!,
     keepAlive: ka === undefined || ka === '' ? undefined : ka === '1' || ka.toLowerCase() === 'true',
   };
