@@ -18,6 +18,7 @@ Environment:
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -44,7 +45,6 @@ INTERNAL_ERROR = -32603
 REQUEST_CANCELLED = -32800
 RPC_CAPACITY_EXHAUSTED = -32005
 RPC_NODE_DRAINING = -32006
-RPC_RUNNER_ERROR = -32009
 RPC_PROTOCOL_ERROR = -32009
 RPC_RUNNER_TIMEOUT = -32007
 RPC_VERSION_MISMATCH = -32015
@@ -227,7 +227,6 @@ def _name_version(v, path, errors):
 
 
 def _protocol_version(v, path, errors):
-    import re
     if not isinstance(v, str) or not re.fullmatch(r"[0-9]+\.[0-9]+", v):
         errors.append(path + ' must match "MAJOR.MINOR"')
 
@@ -306,6 +305,10 @@ class Runner:
 
     def _run_request(self, msg_id, method, params, enqueued_at):
         try:
+            if method == "infer" and self.initialized and not self.shutting_down:
+                # queued behind initialize: start it now; it answers from its own thread
+                self._start_infer(msg_id, params)
+                return
             result = self._dispatch(method, params, enqueued_at)
             respond(msg_id, result)
         except RpcError as err:
@@ -359,7 +362,7 @@ class Runner:
             self.shutting_down = True
             self.cancel_all()
             return None
-        if method == "infer":  # reached only when draining or before initialize (handled above)
+        if method == "infer":  # reached only while draining (before initialize is handled above)
             raise RpcError(RPC_NODE_DRAINING, "runner is shutting down", "node-draining")
         raise RpcError(METHOD_NOT_FOUND, "method not found", "method-not-found")
 
