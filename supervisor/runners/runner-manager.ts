@@ -163,11 +163,13 @@ export class RunnerManager extends EventEmitter {
   async start(): Promise<void> {
     if (this.started) throw new Error('RunnerManager.start() called twice');
     this.started = true;
+    if (this.stopping) return;
     try {
       await sweepStaleRunners(this.opts.dataDir, this.logger);
     } catch (err) {
       this.logger.warn({ err }, 'stale runner sweep failed');
     }
+    if (this.stopping) return;
     const settled = new Promise<void>((resolve) => {
       const on = (s: RunnerState) => {
         if (s === 'ready' || s === 'failed' || s === 'stopped') {

@@ -189,4 +189,18 @@ describe('runner failure modes', () => {
     await waitFor(() => h!.manager.status().restarts === 1 && h!.manager.state === 'failed' && states.length >= 4, 20_000, 'second try');
     expect(states.slice(0, 4)).toEqual(['starting', 'failed', 'restarting', 'failed']);
   });
+
+  it('flaky-health: a missed probe marks it degraded (not ready), the next good one makes it ready again', async () => {
+    h = makeManager(fixture('flaky-health'), { config: { NODE_RUNNER_HEALTH_MISSES: '4', NODE_RUNNER_HEALTH_INTERVAL_MS: '300' }, env: { FIXTURE_HEALTH_FAIL_FROM: '2', FIXTURE_HEALTH_FAILS: '3' } });
+    const states: RunnerState[] = [];
+    h.manager.on('state', (s: RunnerState) => states.push(s));
+    await h.manager.start();
+    await waitForState(h.manager, 'degraded');
+    expect(h.manager.ready).toBe(false);
+    expect(await codeOf(h.manager.infer(REQ))).toBe('runner-unavailable');
+    await waitForState(h.manager, 'ready');
+    expect(states).toEqual(['starting', 'ready', 'degraded', 'ready']);
+    expect(h.manager.status().restarts).toBe(0);
+    expect((await h.manager.infer(REQ)).output).toBe('fixture output');
+  });
 });
