@@ -8,7 +8,9 @@
  *         any → stopped (stop()).
  *
  * Events: 'state' (new, old), 'restart' (reason: RestartReason), 'kill' (reason: KillReason),
- *         'frame-violation' (reason: FrameViolation).
+ *         'frame-violation' (reason: FrameViolation), 'exit' (RunnerExit & { runnerId }) after every
+ *         reaped instance — exit code/signal, kill reason and the redacted stderr summary (byte counts and
+ *         sha256 of the 64 KiB tail; never the text).
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -299,6 +301,7 @@ export class RunnerManager extends EventEmitter {
       /* best effort */
     }
     removePidfile(this.opts.dataDir, proc.id);
+    this.emit('exit', { runnerId: proc.id, ...info });
     if (this.stopping) return;
     this.logger.warn(
       { runnerId: proc.id, code: info.code, signal: info.signal, killReason: info.killReason, spawnError: info.spawnError, uptimeMs: info.uptimeMs, ...info.stderr },

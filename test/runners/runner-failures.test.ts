@@ -27,13 +27,19 @@ describe('runner failure modes', () => {
   it('crash-mid-request: runner-crashed, restarted, ready again', async () => {
     h = makeManager(fixture('crash-mid-request'));
     const restarts: string[] = [];
+    const exits: Record<string, unknown>[] = [];
     h.manager.on('restart', (r: string) => restarts.push(r));
+    h.manager.on('exit', (e: Record<string, unknown>) => exits.push(e));
     await h.manager.start();
     expect(h.manager.state).toBe('ready');
     const firstPid = h.manager.status().pid;
     expect(await codeOf(h.manager.infer(REQ))).toBe('runner-crashed');
     await waitFor(() => h!.manager.ready && h!.manager.status().pid !== firstPid, 20_000, 'restarted runner');
     expect(restarts).toEqual(['crashed']);
+    expect(exits).toHaveLength(1);
+    expect(exits[0]).toMatchObject({ code: 3, signal: null, stderr: { stderrBytes: 'about to crash\n'.length, stderrTailSha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(exits[0]).not.toHaveProperty('killReason');
+    expect(JSON.stringify(exits[0])).not.toContain('about to crash');
     const st = h.manager.status();
     expect(st.restarts).toBe(1);
     expect(st.crashesInWindow).toBe(1);
