@@ -188,10 +188,14 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
 
   let initialized = false;
   let initializing = false;
+  /** Settles when an in-progress initialize does; requests that arrive meanwhile wait for it. */
+  let initPending: Promise<unknown> | undefined;
   let shuttingDown = false;
   let stopped: Promise<void> | undefined;
   let finished = false;
   let inflight = 0;
+  /** Requests being handled (of any method). */
+  let handling = 0;
   const controllers = new Set<AbortController>();
 
   const connection: MessageConnection = createMessageConnection(
@@ -223,6 +227,17 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
     shuttingDown = true;
     logStderr('info', 'runner host finishing', { why });
     abortAll('shutdown');
+    // Let requests that were already read get their answer (cancelled inferences answer -32800 at
+    // once), but never wait long: a runner whose stdin closed must go.
+    await bounded(
+      (async () => {
+        for (let idle = 0; idle < 2; ) {
+          await new Promise<void>((r) => setTimeout(r, 5));
+          idle = handling === 0 ? idle + 1 : 0;
+        }
+      })(),
+      500,
+    );
     await bounded(stopAdapter(), stopTimeoutMs);
     try {
       connection.dispose();
@@ -365,8 +380,14 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
   };
 
   connection.onRequest(async (method: string, params: unknown, token: CancellationToken): Promise<unknown> => {
+    handling++;
     try {
-      if (method === RunnerMethod.initialize) return await handleInitialize(params);
+      if (method === RunnerMethod.initialize) {
+        const p = handleInitialize(params);
+        if (initializing) initPending = p.catch(() => undefined);
+        return await p;
+      }
+      if (!initialized && initializing && initPending) await initPending;
       const known = (
         [RunnerMethod.listModels, RunnerMethod.infer, RunnerMethod.estimate, RunnerMethod.health, RunnerMethod.shutdown] as string[]
       ).includes(method);
@@ -403,6 +424,8 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
       throw runnerError('method-not-found', 'method not found');
     } catch (err) {
       throw toResponseError(err, method);
+    } finally {
+      handling--;
     }
   });
 
