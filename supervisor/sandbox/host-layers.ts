@@ -19,7 +19,7 @@ export interface LayerStatus {
 
 export interface HostLayers {
   readonly layers: Readonly<Record<LayerName, LayerStatus>>;
-  readonly paths: { readonly bwrap?: string; readonly setpriv?: string; readonly prlimit?: string; readonly sh: string };
+  readonly paths: { readonly bwrap?: string; readonly setpriv?: string; readonly prlimit?: string; readonly unshare?: string; readonly mount?: string; readonly sh: string };
   readonly cgroup: CgroupDriver;
 }
 
@@ -137,7 +137,7 @@ async function detect(probeUid: number): Promise<HostLayers> {
       prlimit: s('prlimit', !!prlimit, prlimit ?? 'prlimit not found'),
       cgroup: s('cgroup', cgroup.kind !== 'none', `${cgroup.kind}: ${cgroup.detail}`),
     },
-    paths: { bwrap, setpriv, prlimit, sh },
+    paths: { bwrap, setpriv, prlimit, unshare: findBinary('unshare'), mount: findBinary('mount'), sh },
     cgroup,
   };
 }

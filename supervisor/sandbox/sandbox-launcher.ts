@@ -122,6 +122,21 @@ function ownHardLimits(): Record<string, number> {
   return out;
 }
 
+/** True when every parent of `dir` is searchable by other users and `dir` itself exists. */
+function traversableByOthers(dir: string): boolean {
+  let d = resolve(dir);
+  for (;;) {
+    const parent = dirname(d);
+    if (parent === d) return true;
+    d = parent;
+    try {
+      if ((statSync(d).mode & 0o001) === 0) return false;
+    } catch {
+      return false;
+    }
+  }
+}
+
 function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -302,7 +317,7 @@ export class SandboxLauncher implements Launcher {
         plan.info.uid = uid;
         await fsp.chown(spec.workDir, uid, uid);
         await fsp.chmod(spec.workDir, 0o700);
-        for (const d of [spec.workDir, ...spec.codeDirs]) this.checkTraversable(d, spec.id);
+        for (const d of spec.codeDirs) this.checkTraversable(d, spec.id);
       }
       // ---- cgroup
       if (useCgroup) {
@@ -347,6 +362,24 @@ export class SandboxLauncher implements Launcher {
         env.FEDAI_EGRESS_PROXY = proxyPath;
       }
 
+      // ---- work dir. The manager keeps it under NODE_DATA_DIR (mode 0700), which the runner uid cannot
+      // traverse. Then a root-owned private mount namespace, created just for this exec chain, binds it
+      // onto <state>/work-<key> (reachable: 0711 parent), so nothing is mounted on the host and nothing
+      // of NODE_DATA_DIR changes.
+      let workSource = spec.workDir;
+      let mountNs: string[] = [];
+      if (useBwrap && uid !== undefined && !traversableByOthers(spec.workDir)) {
+        if (h.paths.unshare && h.paths.mount) {
+          workSource = join(state, `work-${plan.key}`);
+          await fsp.mkdir(workSource, { mode: 0o700 });
+          await fsp.chown(workSource, uid, uid);
+          plan.workMount = workSource;
+          mountNs = [h.paths.unshare, '--mount', '--propagation', 'private', '--', h.paths.sh, '-c', 'mount --bind -- "$0" "$1" && shift && exec "$@"', spec.workDir, workSource];
+        } else {
+          log.warn({ runnerId: spec.id }, `sandbox: ${spec.workDir} is not reachable by runner uids and unshare/mount are missing; the runner will not start`);
+        }
+      }
+
       // ---- argv, from the inside out
       const extraFiles: string[] = [];
       const fdArg = (): number => 3 + extraFiles.length - 1;
@@ -371,7 +404,7 @@ export class SandboxLauncher implements Launcher {
           b.push('--ro-bind', d, d);
           bound.push(d);
         }
-        b.push('--bind', spec.workDir, p.cwd);
+        b.push('--bind', workSource, p.cwd);
         for (const rw of p.fs.rw) {
           b.push('--bind', rw.host, rw.sandbox);
           bound.push(rw.host);
@@ -419,6 +452,7 @@ export class SandboxLauncher implements Launcher {
           ...lim('cpu', r.CPU), ...lim('as', r.AS), '--', ...inner,
         ];
       }
+      if (mountNs.length > 0) inner = [...mountNs, ...inner];
       // sh prelude: reopen fds the manager did not pass, join the cgroups, then exec the chain.
       const pre: string[] = [];
       extraFiles.forEach((f, i) => pre.push(`[ -e /proc/self/fd/${3 + i} ] || exec ${3 + i}<${shQuote(f)}`));
@@ -432,6 +466,7 @@ export class SandboxLauncher implements Launcher {
         [file, ...args] = inner;
       }
       plan.extraFiles = extraFiles;
+      plan.stateDir = state;
       plan.extraFds = extraFiles.map((f) => openSync(f, 'r'));
 
       const layers: LayerReport[] = [
@@ -494,6 +529,8 @@ export class SandboxPlan implements LaunchPlan {
   layers: readonly LayerReport[] = [];
   extraFds: number[] = [];
   /** @internal */ extraFiles: string[] = [];
+  /** @internal */ stateDir = '';
+  /** @internal */ workMount?: string;
   /** @internal */ egressDir?: string;
   readonly key: string;
   readonly info: { uid?: number; cgroup?: RunnerCgroup; egress?: EgressProxy; watchdog?: Watchdog; sandboxed: boolean } = { sandboxed: false };
@@ -580,9 +617,11 @@ export class SandboxPlan implements LaunchPlan {
       this.info.watchdog?.stop();
       await this.killTree();
       this.closeFds();
-      for (const f of this.extraFiles) await fsp.rm(f, { force: true }).catch(() => undefined);
+      for (const f of this.extraFiles) if (f.startsWith(this.stateDir + sep)) await fsp.rm(f, { force: true }).catch(() => undefined);
       if (this.info.egress) await this.info.egress.close().catch(() => undefined);
       if (this.egressDir) await fsp.rm(this.egressDir, { recursive: true, force: true }).catch(() => undefined);
+      // Only the (empty) mount point: the bind lived in the runner's private mount namespace.
+      if (this.workMount) await fsp.rmdir(this.workMount).catch(() => undefined);
       if (this.info.cgroup) await this.info.cgroup.remove().catch((err: unknown) => this.logger.warn({ runnerId: this.runnerId, err }, 'sandbox: cgroup removal failed'));
       this.launcher.release(this);
     })();

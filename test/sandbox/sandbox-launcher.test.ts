@@ -194,13 +194,26 @@ describeSandbox('SandboxLauncher', () => {
     const plan = (await l.prepare(s)) as SandboxPlan;
     try {
       expect(JSON.stringify([plan.file, plan.args, plan.env])).not.toContain(secret);
-      expect(plan.extraFds.length).toBe(2);
+      expect(plan.extraFds.length).toBe(2); // env args, seccomp program
     } finally {
       await plan.dispose();
     }
     const r = await run(l, { ...s, id: `${s.id}-b`, workDir: workDir() });
     expect(r.out.split('\n')[0]).toBe(secret);
     expect(r.out.split('\n')[1]).not.toContain(secret);
+  });
+
+  test('a work dir under a 0700 NODE_DATA_DIR (as the runner manager lays it out) is reachable and writable; no host mount remains', async () => {
+    const l = launcher('strict');
+    const wd = join(dataDir, 'runners', 'work', 'mock');
+    mkdirSync(wd, { recursive: true, mode: 0o700 });
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    const r = await run(l, spec(sh('echo hi > /job/out.txt && cat /job/out.txt; ls /job'), { workDir: wd }));
+    expect(r.err).toBe('');
+    expect(r.out.split('\n')[0]).toBe('hi');
+    expect(readFileSync(join(wd, 'out.txt'), 'utf8')).toBe('hi\n');
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700); // untouched
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('fedai-sandbox-');
   });
 
   test('a manager that passes no extra fds still gets seccomp and env (sh prelude reopens them)', async () => {
