@@ -24,6 +24,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { FedaiError } from '../errors.js';
 import type { BreachReason, LaunchPlan, Launcher, LayerReport, RunnerSpec } from '../sandbox/launch-plan.js';
+import type { Logger } from '../observability/logger.js';
 import { killTree, readProcStat, type TreeIdentity } from './proc-tree.js';
 
 /** Env var the manager puts in every runner's env; its `NAME=value` entry is the tree marker. */
@@ -48,6 +49,8 @@ export interface UnsandboxedLauncherOptions {
   setprivPath?: string | null;
   /** Start the parent-death sentinel (default true). */
   sentinel?: boolean;
+  /** Used once, to warn when setpriv is missing (pdeathsig off). */
+  logger?: Logger;
 }
 
 export class UnsandboxedLauncher implements Launcher {
@@ -59,6 +62,9 @@ export class UnsandboxedLauncher implements Launcher {
     const p = opts.setprivPath === undefined ? DEFAULT_SETPRIV : opts.setprivPath;
     this.setpriv = p !== null && existsSync(p) ? p : null;
     this.sentinel = opts.sentinel ?? true;
+    if (this.setpriv === null && p !== null) {
+      opts.logger?.warn({ setpriv: p }, 'setpriv not found: runners get no parent-death signal (the sentinel and the start-up sweep still apply)');
+    }
   }
 
   async prepare(spec: RunnerSpec): Promise<LaunchPlan> {
