@@ -52,6 +52,7 @@ export const CHECK_NAMES = [
   'health',
   'shutdown-exit',
   'exit-on-stdin-close',
+  'notifications',
   'no-stdout-noise',
 ] as const;
 
@@ -193,7 +194,7 @@ export async function checkRunner(
     });
 
     if (!handshakeOk || !init || !model) {
-      for (const n of CHECK_NAMES.slice(3, -3)) skipFail(n, 'not run: the handshake failed');
+      for (const n of CHECK_NAMES.slice(3, -4)) skipFail(n, 'not run: the handshake failed');
     } else {
       const m = model;
       const caps = init.capabilities;
@@ -355,6 +356,17 @@ export async function checkRunner(
   } finally {
     await Promise.all(sessions.map((s) => s.kill()));
   }
+
+  await run('notifications', async () => {
+    const other = sessions.flatMap((s) => s.otherNotifications);
+    if (other.length > 0) fail(`unknown notification ${JSON.stringify(other[0])} (a runner sends only infer/chunk and log)`);
+    const logs = sessions.flatMap((s) => s.logs);
+    for (const l of logs) schemaCheck('log-params', l, 'log notification params');
+    const sent = new Set(['conf-stream-1', 'conf-cancel-1', 'conf-cancel-2']);
+    const stray = sessions.flatMap((s) => s.chunks).find((c) => !sent.has(c.streamId));
+    if (stray) fail(`infer/chunk for streamId ${JSON.stringify(stray.streamId.slice(0, 40))}, which no request carried`);
+    return `${logs.length} log notification(s)`;
+  });
 
   // Evaluated last, over every process this run started, after their stdout ended.
   await run('no-stdout-noise', async () => {

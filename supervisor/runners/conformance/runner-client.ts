@@ -44,6 +44,8 @@ export class RunnerClient {
   onChunk: ((chunk: InferChunkParams) => void) | undefined;
   private stderrBuf = '';
   readonly logs: LogParams[] = [];
+  /** Methods of notifications other than infer/chunk and log (a 1.0 runner sends none). */
+  readonly otherNotifications: string[] = [];
   private readonly stdoutEnded: Promise<void>;
 
   constructor(command: readonly string[], opts: RunnerClientOptions = {}) {
@@ -103,7 +105,9 @@ export class RunnerClient {
     this.conn.onNotification(RunnerMethod.log, (p: LogParams) => {
       if (this.logs.length < 1000) this.logs.push(p);
     });
-    this.conn.onNotification(() => undefined);
+    this.conn.onNotification((method: string) => {
+      if (this.otherNotifications.length < 100) this.otherNotifications.push(method.slice(0, 100));
+    });
     this.conn.onError(() => undefined);
     this.conn.listen();
   }
