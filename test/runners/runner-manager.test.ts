@@ -117,6 +117,8 @@ describe('RunnerManager with the mock runner', () => {
 
   it('graceful stop drains an in-flight request and refuses new ones', async () => {
     const h = mock({ env: { FEDAI_MOCK_TOKEN_DELAY_MS: '30' } });
+    const exits: { code: number | null; signal: string | null }[] = [];
+    h.manager.on('exit', (e: { code: number | null; signal: string | null }) => exits.push(e));
     await h.manager.start();
     const pid = h.manager.status().pid!;
     const inflight = h.manager.infer(REQ);
@@ -128,6 +130,7 @@ describe('RunnerManager with the mock runner', () => {
     expect((await inflight).output).toBe(expected);
     await stopping;
     expect(h.manager.state).toBe('stopped');
+    expect(exits).toEqual([expect.objectContaining({ code: 0, signal: null })]); // shutdown + exit, not a kill
     expect(processesWithMarker(h.marker)).toEqual([]);
     expect(() => process.kill(pid, 0)).toThrow();
   });
