@@ -418,7 +418,7 @@ export class SandboxLauncher implements Launcher {
           else b.push('--ro-bind', '/dev/null', s);
         }
         if (isUnder(spec.workDir, this.o.dataDir)) {
-          log.warn({ runnerId: spec.id }, 'sandbox: the runner work dir is inside NODE_DATA_DIR; it is bound, the rest of the data dir is not');
+          log.debug({ runnerId: spec.id }, 'sandbox: the runner work dir is inside NODE_DATA_DIR; only it is bound, the rest of the data dir is not');
         }
         b.push('--proc', '/proc', '--dev', '/dev');
         for (const d of devices) b.push(d.optional ? '--dev-bind-try' : '--dev-bind', d.path, d.path);

@@ -6,7 +6,8 @@
  * arch, i386 via int 0x80 included, is killed, and so are x32 syscalls on x86_64); default allow;
  * EPERM for the syscalls a runner never needs and that widen the kernel's attack surface; EPERM for
  * `clone` with CLONE_NEWUSER (flags are the first argument on both arches); ENOSYS for `clone3` (BPF
- * cannot read its flags from memory; glibc and libuv fall back to clone). Level `strict` also answers
+ * cannot read its flags from memory; glibc and libuv fall back to clone) and for io_uring (its
+ * operations would bypass this filter; libuv falls back to its thread pool). Level `strict` also answers
  * EACCES to socket(AF_INET | AF_INET6 | AF_PACKET) while AF_UNIX and AF_NETLINK stay allowed
  * (blocking netlink breaks Node's os.networkInterfaces()).
  */
@@ -49,20 +50,23 @@ export const DENIED_SYSCALLS = [
   'pivot_root', 'chroot', 'userfaultfd', 'process_vm_readv', 'process_vm_writev',
 ] as const;
 
-type Name = (typeof DENIED_SYSCALLS)[number] | 'clone' | 'clone3' | 'socket';
+/** ENOSYS (callers fall back): clone3, and io_uring, whose operations (IORING_OP_SOCKET, openat…) bypass seccomp. */
+export const ENOSYS_SYSCALLS = ['clone3', 'io_uring_setup', 'io_uring_enter', 'io_uring_register'] as const;
+
+type Name = (typeof DENIED_SYSCALLS)[number] | (typeof ENOSYS_SYSCALLS)[number] | 'clone' | 'socket';
 
 export const SYSCALLS: Record<'x86_64' | 'aarch64', Record<Name, number>> = {
   x86_64: {
     ptrace: 101, mount: 165, umount2: 166, unshare: 272, setns: 308, keyctl: 250, add_key: 248, request_key: 249,
     bpf: 321, perf_event_open: 298, kexec_load: 246, kexec_file_load: 320, init_module: 175, finit_module: 313,
     delete_module: 176, pivot_root: 155, chroot: 161, userfaultfd: 323, process_vm_readv: 310, process_vm_writev: 311,
-    clone: 56, clone3: 435, socket: 41,
+    clone: 56, clone3: 435, socket: 41, io_uring_setup: 425, io_uring_enter: 426, io_uring_register: 427,
   },
   aarch64: {
     ptrace: 117, mount: 40, umount2: 39, unshare: 97, setns: 268, keyctl: 219, add_key: 217, request_key: 218,
     bpf: 280, perf_event_open: 241, kexec_load: 104, kexec_file_load: 294, init_module: 105, finit_module: 273,
     delete_module: 106, pivot_root: 41, chroot: 51, userfaultfd: 282, process_vm_readv: 270, process_vm_writev: 271,
-    clone: 220, clone3: 435, socket: 198,
+    clone: 220, clone3: 435, socket: 198, io_uring_setup: 425, io_uring_enter: 426, io_uring_register: 427,
   },
 };
 
@@ -84,7 +88,7 @@ function archSection(arch: 'x86_64' | 'aarch64', level: SeccompFilterLevel): Soc
     out.push(ins(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1), ret(SECCOMP_RET_KILL_PROCESS));
   }
   for (const name of DENIED_SYSCALLS) out.push(ins(BPF_JMP_JEQ_K, nr[name], 0, 1), errno(EPERM));
-  out.push(ins(BPF_JMP_JEQ_K, nr.clone3, 0, 1), errno(ENOSYS));
+  for (const name of ENOSYS_SYSCALLS) out.push(ins(BPF_JMP_JEQ_K, nr[name], 0, 1), errno(ENOSYS));
   // clone: inspect flags (arg0, low 32 bits); the block returns on both paths.
   const cloneBlock = [ins(BPF_LD_W_ABS, OFF_ARG0_LO), ins(BPF_JMP_JSET_K, CLONE_NEWUSER, 0, 1), errno(EPERM), ret(SECCOMP_RET_ALLOW)];
   out.push(ins(BPF_JMP_JEQ_K, nr.clone, 0, cloneBlock.length), ...cloneBlock);

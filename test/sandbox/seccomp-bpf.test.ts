@@ -34,6 +34,9 @@ describe('seccomp BPF generator', () => {
         expect(run(nr.clone, [0x11])).toBe(SECCOMP_RET_ALLOW);
         expect(run(nr.clone3, [0])).toBe(SECCOMP_RET_ERRNO | ENOSYS);
       });
+      test('io_uring is ENOSYS (its operations would bypass the filter)', () => {
+        for (const s of ['io_uring_setup', 'io_uring_enter', 'io_uring_register'] as const) expect(run(nr[s])).toBe(SECCOMP_RET_ERRNO | ENOSYS);
+      });
       test('sockets: unix and netlink always allowed; inet/packet only outside strict', () => {
         expect(run(nr.socket, [AF_UNIX])).toBe(SECCOMP_RET_ALLOW);
         expect(run(nr.socket, [AF_NETLINK])).toBe(SECCOMP_RET_ALLOW);
