@@ -60,7 +60,7 @@ export const ERRORS = {
   'payment-proof-missing': { status: 400, rpc: -32011, message: 'receipt carries no invoice, paymentHash or preimage' },
   'invoice-invalid': { status: 400, rpc: -32011, message: 'invoice does not decode or does not match the receipt' },
   'invoice-expired': { status: 400, rpc: -32011, message: 'invoice expired before it was paid' },
-  'payment-unsettled': { status: 402, rpc: -32011, message: 'the Lightning backend reports the payment as not settled' },
+  'payment-unsettled': { status: 400, rpc: -32011, message: 'the Lightning backend reports the payment as not settled' },
   'payment-verify-failed': { status: 400, rpc: -32011, message: 'the payment verifier rejected the receipt' },
   'payment-backend-unavailable': { status: 503, rpc: -32012, message: 'the Lightning backend did not answer', retryable: true },
   // capacity and runners
@@ -137,9 +137,9 @@ export class FedaiError extends Error {
 
   /** `{"error": code, "details"?: [...], ...extra}` */
   toBody(): Record<string, unknown> {
-    const body: Record<string, unknown> = { error: this.code };
+    const body: Record<string, unknown> = { ...(this.extra ?? {}) };
+    body.error = this.code;
     if (this.details !== undefined && this.details.length > 0) body.details = this.details;
-    if (this.extra) Object.assign(body, this.extra);
     return body;
   }
 }

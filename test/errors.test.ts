@@ -47,12 +47,9 @@ const UPSTREAM: Record<string, number> = {
 
 /**
  * Where fedai-node deliberately differs from upstream's status for the same code. Pinned so a change
- * is a conscious one. payment-unsettled: upstream answers paid:false with 400; fedai-node uses 402
- * (the payment is required and not there yet; the client may pay and retry).
+ * is a conscious one. None today: routers and SDKs see upstream's statuses.
  */
-const DEVIATIONS: Record<string, { upstream: number; ours: number }> = {
-  'payment-unsettled': { upstream: 400, ours: 402 },
-};
+const DEVIATIONS: Record<string, { upstream: number; ours: number }> = {};
 
 const JSONRPC_STANDARD = new Set([-32700, -32600, -32601, -32602, -32603]);
 const LSP_REQUEST_CANCELLED = -32800;
@@ -90,10 +87,19 @@ describe('upstream compatibility', () => {
     expect(ERRORS[code as ErrorCode].status).toBe(status);
   });
 
-  test.each(Object.entries(DEVIATIONS))('%s: documented deviation from upstream', (code, d) => {
-    expect(isErrorCode(code)).toBe(true);
-    expect(ERRORS[code as ErrorCode].status).toBe(d.ours);
-    expect(d.ours).not.toBe(d.upstream);
+  test('documented deviations from upstream hold (and none is silent)', () => {
+    for (const [code, d] of Object.entries(DEVIATIONS)) {
+      expect(isErrorCode(code)).toBe(true);
+      expect(ERRORS[code as ErrorCode].status).toBe(d.ours);
+      expect(d.ours).not.toBe(d.upstream);
+    }
+    expect(ERRORS['payment-unsettled'].status).toBe(400);
+  });
+
+  test('extra fields never overwrite the error code', () => {
+    const body = new FedaiError('payment-required', { extra: { error: 'spoofed', payment: { x: 1 } } }).toBody();
+    expect(body.error).toBe('payment-required');
+    expect(body.payment).toEqual({ x: 1 });
   });
 
   test('isErrorCode', () => {

@@ -24,9 +24,9 @@
  *     (402 payment-insufficient), was not expired at paidAtMs (400 invoice-expired), carries the
  *     receipt's hash (400 invoice-invalid); an invoice this node issued belongs to this requestId
  *     (400 payment-request-mismatch)
- *  11 settlement (only when configured): backend lookup settled (402 payment-unsettled), paid amount
+ *  11 settlement (only when configured): backend lookup settled (400 payment-unsettled), paid amount
  *     covers the price (402 payment-insufficient), settled within the max age (400
- *     payment-receipt-expired); NODE_LN_VERIFY_URL paid:true (402 payment-unsettled, 400
+ *     payment-receipt-expired); NODE_LN_VERIFY_URL paid:true (400 payment-unsettled, 400
  *     payment-verify-failed); backend down or slow → 503 payment-backend-unavailable
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';

@@ -75,7 +75,7 @@ describe('with LND', () => {
     expect(f.requests.filter((r) => r.path === '/v1/invoices')).toHaveLength(1);
 
     // not paid yet
-    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, paymentHash: pr.paymentHash })), 'payment-unsettled', 402);
+    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, paymentHash: pr.paymentHash })), 'payment-unsettled', 400);
     const preimage = f.pay(pr.paymentHash!);
     const r = receipt(client, req, { amountSats: 22, invoice: pr.invoice, paymentHash: pr.paymentHash, preimage });
     const t = await h.gate.check(withReceipts(req, r), {});
@@ -125,7 +125,7 @@ describe('with LND', () => {
     const req = inferenceRequest();
     const { paymentHash, preimage } = preimagePair();
     // matching hash and preimage, but nothing arrived at our node
-    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), 'payment-unsettled', 402);
+    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), 'payment-unsettled', 400);
     f.keysend(preimage, paymentHash, 20);
     const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), {});
     expect(t.reference).toBe(paymentHash);
@@ -201,7 +201,7 @@ describe('with LND', () => {
     const req = inferenceRequest();
     const pr = await challenge(req);
     expect(decodeBolt11(pr.invoice, { expectedPayee: f.node.pubkey }).paymentHash).toBe(pr.paymentHash);
-    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice })), 'payment-unsettled', 402);
+    await expectCode(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice })), 'payment-unsettled', 400);
   });
 
   it('a wrong macaroon is a backend failure (503), not a crash', async () => {
@@ -223,7 +223,7 @@ describe('with CLN (clnrest)', () => {
     expect(decodeBolt11(pr.invoice, { expectedPayee: f.node.pubkey }).amountMsat).toBe(22_000n);
     expect(f.requests.every((r) => r.auth === f.rune)).toBe(true);
     const unpaid = withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice }));
-    await expectCode(unpaid, 'payment-unsettled', 402);
+    await expectCode(unpaid, 'payment-unsettled', 400);
     const preimage = f.pay(pr.paymentHash!);
     const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
     await t.commit();
@@ -263,7 +263,7 @@ describe('with NODE_LN_VERIFY_URL', () => {
     const req = inferenceRequest();
     const r = withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash: preimagePair().paymentHash }));
     v.answer = () => ({ paid: false, detail: 'invoice not found' });
-    const err = await expectCode(r, 'payment-unsettled', 402);
+    const err = await expectCode(r, 'payment-unsettled', 400);
     expect(err.details).toEqual(['invoice not found']);
     v.status = 422;
     v.answer = () => ({ error: 'bad' });
