@@ -128,7 +128,10 @@ export class RunnerClient {
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new RunnerClientError(`no answer to ${method} within ${timeoutMs} ms`)), timeoutMs);
         }),
-        this.exited.then((e) => {
+        this.exited.then(async (e) => {
+          // An answer written just before exiting is still in the pipe: read it all before giving up.
+          await Promise.race([this.stdoutEnded, new Promise((r) => setTimeout(r, 1000).unref())]);
+          await new Promise((r) => setTimeout(r, 20));
           throw new RunnerClientError(`runner exited (code ${e.code}, signal ${e.signal}) before answering ${method}`);
         }),
       ]);
