@@ -135,3 +135,13 @@ function crossCheck(cfg: Config, problems: string[]): void {
 export function configFrom(overrides: Partial<Record<EnvName, string>> = {}): Config {
   return loadConfig(overrides as NodeJS.ProcessEnv);
 }
+
+/** Node.js's own NODE_* variables, which are not ours to judge. */
+const NODEJS_OWN = /^NODE_(OPTIONS|EXTRA_CA_CERTS|PATH|DEBUG|DEBUG_NATIVE|NO_WARNINGS|TLS_REJECT_UNAUTHORIZED|V8_COVERAGE|COMPILE_CACHE|REPL_\w+|PENDING_DEPRECATION|PENDING_PIPE_INSTANCES|DISABLE_COLORS|ICU_DATA|PRESERVE_SYMLINKS|REDIRECT_WARNINGS|SKIP_PLATFORM_CHECK|UNIQUE_ID|CHANNEL_FD|CHANNEL_SERIALIZATION_MODE|CLUSTER_SCHED_POLICY|TEST_CONTEXT|USE_ENV_PROXY|USE_SYSTEM_CA|MAX_LISTENERS)$/;
+
+/** NODE_* / ROUTER_* variables that look like ours but are not in the table: likely typos (NODE_RUNER). */
+export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.keys(env)
+    .filter((k) => (k.startsWith('NODE_') || k.startsWith('ROUTER_')) && !(k in ENV_SPEC) && !NODEJS_OWN.test(k))
+    .sort();
+}

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from '../../config/load-config.js';
+import { ConfigError, loadConfig, unknownVariables } from '../../config/load-config.js';
 import { createLogger } from '../../observability/logger.js';
 import { FedaiNode } from '../../node.js';
 import { EXIT_FAIL, EXIT_OK, parseFlags, type CliCommand, type CliIO } from '../command.js';
@@ -24,6 +24,7 @@ lines on stdout. SIGTERM or SIGINT stops it gracefully: new requests are refused
       throw err;
     }
     const logger = createLogger({ level: config.LOG_LEVEL });
+    for (const name of unknownVariables(io.env)) logger.warn({ variable: name }, 'unknown configuration variable ignored (a typo?)');
     let node: FedaiNode;
     try {
       node = await FedaiNode.start({ config, logger });
