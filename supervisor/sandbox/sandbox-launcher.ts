@@ -16,7 +16,7 @@
  * (`extraFds`), so no secret appears on a command line. The supervisor's NODE_DATA_DIR and key files
  * are never bound in (masked with a tmpfs / /dev/null when a bound directory contains them).
  */
-import { promises as fsp, openSync, closeSync, writeFileSync, mkdtempSync, chmodSync, readdirSync, statSync, existsSync, realpathSync, rmSync, readFileSync } from 'node:fs';
+import { promises as fsp, openSync, closeSync, writeFileSync, mkdtempSync, chmodSync, readdirSync, statSync, existsSync, realpathSync, rmSync, readFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
@@ -24,7 +24,7 @@ import { FedaiError } from '../errors.js';
 import type { BreachReason, LaunchPlan, Launcher, LayerReport, RunnerSpec } from './launch-plan.js';
 import { DEFAULT_PROXY_SOCKET, envNameAllowed, type LayerName, type SandboxProfile } from './profiles.js';
 import { detectHostLayers, type HostLayers } from './host-layers.js';
-import type { RunnerCgroup } from './cgroups.js';
+import { pidAlive, type RunnerCgroup } from './cgroups.js';
 import { seccompBpf } from './seccomp-bpf.js';
 import { EndpointAllowlist } from './endpoint-allowlist.js';
 import { EgressProxy, type EgressStats, type RefusalReason } from './egress-proxy.js';
@@ -89,6 +89,52 @@ function uidsInUse(): Set<number> {
     /* no /proc */
   }
   return out;
+}
+
+/**
+ * Host-wide uid leases (`<tmp>/fedai-uid-locks/<uid>` holding the owner pid), so that two supervisors
+ * on one host never hand the same pool uid to two live runners. A lease whose owner is dead is taken over.
+ */
+const UID_LOCK_DIR = join(tmpdir(), 'fedai-uid-locks');
+
+function lockUid(uid: number): boolean {
+  try {
+    mkdirSync(UID_LOCK_DIR, { recursive: true, mode: 0o700 });
+  } catch {
+    return true; // cannot lock: fall back to the process scan alone
+  }
+  const f = join(UID_LOCK_DIR, String(uid));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(f, String(process.pid), { flag: 'wx', mode: 0o600 });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return true;
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(f, 'utf8').trim());
+      } catch {
+        /* vanished */
+      }
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && pidAlive(owner)) return false;
+      if (owner === process.pid) return false; // ours and still in use by another plan of this process
+      try {
+        unlinkSync(f);
+      } catch {
+        /* raced */
+      }
+    }
+  }
+  return false;
+}
+
+function unlockUid(uid: number): void {
+  const f = join(UID_LOCK_DIR, String(uid));
+  try {
+    if (Number(readFileSync(f, 'utf8').trim()) === process.pid) unlinkSync(f);
+  } catch {
+    /* gone */
+  }
 }
 
 function gpuIndexes(): number[] {
@@ -215,13 +261,27 @@ export class SandboxLauncher implements Launcher {
       const n = await h.cgroup.gc(this.liveCgroups).catch(() => 0);
       if (n > 0) this.o.logger.info({ removed: n }, 'sandbox: removed stale runner cgroups');
     }
+    this.removeStaleStateDirs();
     this.ensureStateDir();
+  }
+
+  /** State dirs (`fedai-sandbox-<pid>-*`: egress sockets, fd files) of supervisors that died without close(). */
+  private removeStaleStateDirs(): void {
+    try {
+      for (const e of readdirSync(tmpdir())) {
+        const m = /^fedai-sandbox-(\d+)-/.exec(e);
+        if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+        rmSync(join(tmpdir(), e), { recursive: true, force: true });
+      }
+    } catch {
+      /* best effort */
+    }
   }
 
   private ensureStateDir(): string {
     if (!this.stateDir) {
       // 0711: runner uids may traverse to their own (0700, runner-owned) egress directory, list nothing.
-      this.stateDir = mkdtempSync(join(tmpdir(), 'fedai-sandbox-'));
+      this.stateDir = mkdtempSync(join(tmpdir(), `fedai-sandbox-${process.pid}-`));
       chmodSync(this.stateDir, 0o711);
     }
     return this.stateDir;
@@ -238,6 +298,7 @@ export class SandboxLauncher implements Launcher {
     const busy = uidsInUse();
     for (let u = first; u <= last; u++) {
       if (this.usedUids.has(u) || busy.has(u)) continue;
+      if (!lockUid(u)) continue; // held by another live supervisor on this host
       this.usedUids.add(u);
       return u;
     }
@@ -247,7 +308,10 @@ export class SandboxLauncher implements Launcher {
   /** @internal */
   release(plan: SandboxPlan): void {
     this.plans.delete(plan);
-    if (plan.info.uid !== undefined) this.usedUids.delete(plan.info.uid);
+    if (plan.info.uid !== undefined) {
+      this.usedUids.delete(plan.info.uid);
+      unlockUid(plan.info.uid);
+    }
     if (plan.info.cgroup) this.liveCgroups.delete(plan.info.cgroup.name);
     const s = plan.info.egress?.stats();
     if (s) {
