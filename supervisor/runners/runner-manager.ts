@@ -109,6 +109,7 @@ export class RunnerManager extends EventEmitter {
   private healthTimer?: NodeJS.Timeout;
   private restartTimer?: NodeJS.Timeout;
   private cleanup: Promise<void> = Promise.resolve();
+  private launching: Promise<void> = Promise.resolve();
   private readonly idle = new EventEmitter();
 
   constructor(opts: RunnerManagerOptions) {
@@ -182,7 +183,7 @@ export class RunnerManager extends EventEmitter {
       this.on('state', on);
     });
     this.setState('starting');
-    void this.launch();
+    this.relaunch();
     await settled;
   }
 
@@ -192,6 +193,14 @@ export class RunnerManager extends EventEmitter {
     this.stateValue = next;
     this.logger.info({ runner: this.name, state: next, prev }, 'runner state');
     this.emit('state', next, prev);
+  }
+
+  private relaunch(): void {
+    this.launching = this.launch().catch((err: unknown) => {
+      this.logger.error({ runner: this.name, err }, 'runner launch failed unexpectedly');
+      this.lastError = 'internal-error';
+      if (!this.stopping && !this.proc) this.onGiveUp(this.tracker.giveUp().retryAfterMs);
+    });
   }
 
   private async launch(): Promise<void> {
@@ -320,7 +329,7 @@ export class RunnerManager extends EventEmitter {
     this.setState('restarting');
     this.emit('restart', reason);
     this.logger.info({ runner: this.name, reason, delayMs: decision.delayMs, attempt: decision.attempt }, 'runner restart scheduled');
-    this.restartTimer = setTimeout(() => void this.launch(), decision.delayMs);
+    this.restartTimer = setTimeout(() => this.relaunch(), decision.delayMs);
   }
 
   private onGiveUp(retryAfterMs: number): void {
@@ -333,7 +342,7 @@ export class RunnerManager extends EventEmitter {
       this.restarts++;
       this.setState('restarting');
       this.emit('restart', 'start-failed' satisfies RestartReason);
-      void this.launch();
+      this.relaunch();
     }, retryAfterMs);
   }
 
@@ -515,10 +524,10 @@ export class RunnerManager extends EventEmitter {
     }
     await this.cleanup;
     // a launch may have been between prepare() and spawn
-    if (this.proc && this.proc !== proc) {
-      await this.proc.kill('stop');
-      await this.cleanup;
-    }
+    // a launch in flight (between prepare() and the handshake) sees `stopping` and ends; reap what it spawned
+    await this.launching;
+    if (this.proc && this.proc !== proc) await this.proc.kill('stop');
+    await this.cleanup;
     this.setState('stopped');
   }
 }

@@ -119,6 +119,7 @@ const STDERR_DRAIN_MS = 500;
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
+const LOG_LINES_PER_S = 50;
 const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 const FIELD_KEY = /^[A-Za-z][A-Za-z0-9_.]{0,39}$/;
 
@@ -141,6 +142,9 @@ export class RunnerProcess extends EventEmitter {
   private reason?: KillReason;
   private exitInfo?: RunnerExit;
   private streamSeq = 0;
+  private logSecond = 0;
+  private logLines = 0;
+  private logDropped = 0;
   private resolveExited!: (e: RunnerExit) => void;
 
   private constructor(opts: RunnerProcessOptions) {
@@ -244,6 +248,18 @@ export class RunnerProcess extends EventEmitter {
 
   private onLog(p: LogParams): void {
     if (!p || typeof p !== 'object' || typeof p.msg !== 'string') return;
+    // at most LOG_LINES_PER_S lines a second from a runner; the rest are counted and reported once
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== this.logSecond) {
+      if (this.logDropped > 0) this.logger.warn({ runnerId: this.id, dropped: this.logDropped }, 'runner log lines dropped (rate limit)');
+      this.logSecond = second;
+      this.logLines = 0;
+      this.logDropped = 0;
+    }
+    if (++this.logLines > LOG_LINES_PER_S) {
+      this.logDropped++;
+      return;
+    }
     const level = LOG_LEVELS.has(p.level) ? p.level : 'info';
     const fields: Record<string, number | boolean> = {};
     if (p.fields && typeof p.fields === 'object') {
@@ -263,11 +279,10 @@ export class RunnerProcess extends EventEmitter {
   private onExit(code: number | null, signal: string | null, spawnError?: string): void {
     if (!this.isAlive) return;
     this.isAlive = false;
-    // A sandbox watchdog kills the tree first and reports the breach afterwards; give that report a
-    // moment so the exit (and the pending requests' error) is attributed to it.
     if (spawnError !== undefined) return this.finalize(code, signal, spawnError);
     // Read what is left in the stderr pipe (the tail before a crash matters most), bounded: a grandchild
-    // may hold the pipe open forever.
+    // may hold the pipe open forever. And a sandbox watchdog kills the tree first and reports the breach
+    // afterwards: give that report a moment so the exit (and the pending requests' error) is attributed to it.
     const stderr = this.child.stderr as Readable;
     const waits: Promise<unknown>[] = [
       Promise.race([

@@ -209,4 +209,16 @@ describe('runner failure modes', () => {
     expect(h.manager.status().restarts).toBe(0);
     expect((await h.manager.infer(REQ)).output).toBe('fixture output');
   });
+
+  it('stop() during the handshake ends start() and reaps the runner', async () => {
+    h = makeManager(fixture('slow-start'));
+    const started = h.manager.start();
+    await waitFor(() => h!.manager.status().pid !== undefined, 10_000, 'spawned');
+    const pid = h.manager.status().pid!;
+    await h.manager.stop();
+    await started;
+    expect(h.manager.state).toBe('stopped');
+    expect(isLive(pid)).toBe(false);
+    expect(h.manager.status().restarts).toBe(0);
+  });
 });
