@@ -273,6 +273,11 @@ export class SandboxLauncher implements Launcher {
         if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
         rmSync(join(tmpdir(), e), { recursive: true, force: true });
       }
+      for (const e of existsSync(UID_LOCK_DIR) ? readdirSync(UID_LOCK_DIR) : []) {
+        const f = join(UID_LOCK_DIR, e);
+        const owner = Number(readFileSync(f, 'utf8').trim());
+        if (!(Number.isInteger(owner) && owner > 0 && pidAlive(owner))) rmSync(f, { force: true });
+      }
     } catch {
       /* best effort */
     }

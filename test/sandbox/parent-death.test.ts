@@ -61,5 +61,7 @@ describeSandbox('parent death', () => {
     await next.close();
     for (const ctl of ['memory', 'pids', 'cpu', 'unified']) expect(existsSync(`/sys/fs/cgroup/${ctl}/fedai/${info.cgroup}`)).toBe(false);
     expect(readdirSync(tmpdir()).filter((e) => e.startsWith(`fedai-sandbox-${sup.pid}-`))).toEqual([]);
+    const leases = join(tmpdir(), 'fedai-uid-locks');
+    expect(readdirSync(leases).filter((f) => readFileSync(join(leases, f), 'utf8').trim() === String(sup.pid))).toEqual([]);
   }, 60_000);
 });
