@@ -22,6 +22,7 @@ import type { Logger } from '../observability/logger.js';
 import type { EstimateResult, InferResult, ModelInfo, RunnerCapabilities, RunnerInferRequest } from '../protocol/runner-protocol.js';
 import type { LaunchPlan, Launcher, RunnerSpec } from '../sandbox/launch-plan.js';
 import { Admission } from './admission.js';
+import type { FrameViolation } from './frame-guard.js';
 import { removePidfile, selfStarttime, sweepStaleRunners, writePidfile } from './pidfile.js';
 import { readProcStat } from './proc-tree.js';
 import { policyFromConfig, RestartTracker, type RestartPolicy } from './restart-policy.js';
@@ -84,7 +85,16 @@ const MODELS_REFRESH_MS = 60_000;
 let instanceSeq = 0;
 const SUPERVISOR = { name: 'fedai-node', version: '0.1.0' };
 
-export class RunnerManager extends EventEmitter {
+/** Typed events (EventEmitter<RunnerManagerEvents>). */
+export interface RunnerManagerEvents {
+  state: [next: RunnerState, prev: RunnerState];
+  restart: [reason: RestartReason];
+  kill: [reason: KillReason];
+  'frame-violation': [reason: FrameViolation];
+  exit: [info: RunnerExit & { runnerId: string }];
+}
+
+export class RunnerManager extends EventEmitter<RunnerManagerEvents> {
   readonly name: string;
   private readonly opts: RunnerManagerOptions;
   private readonly config: Config;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FedaiError } from '../../supervisor/errors.js';
 import type { RunnerState } from '../../supervisor/runners/runner-manager.js';
+import type { RunnerExit } from '../../supervisor/runners/runner-process.js';
 import { codeOf, fixture, isLive, makeManager, processesWithMarker, REQ, sentinelsOfThisProcess, waitFor, waitForState, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
@@ -27,9 +28,9 @@ describe('runner failure modes', () => {
   it('crash-mid-request: runner-crashed, restarted, ready again', async () => {
     h = makeManager(fixture('crash-mid-request'));
     const restarts: string[] = [];
-    const exits: Record<string, unknown>[] = [];
+    const exits: (RunnerExit & { runnerId: string })[] = [];
     h.manager.on('restart', (r: string) => restarts.push(r));
-    h.manager.on('exit', (e: Record<string, unknown>) => exits.push(e));
+    h.manager.on('exit', (e) => exits.push(e));
     await h.manager.start();
     expect(h.manager.state).toBe('ready');
     const firstPid = h.manager.status().pid;
