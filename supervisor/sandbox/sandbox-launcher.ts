@@ -386,7 +386,6 @@ export class SandboxLauncher implements Launcher {
         plan.info.uid = uid;
         await fsp.chown(spec.workDir, uid, uid);
         await fsp.chmod(spec.workDir, 0o700);
-        for (const d of spec.codeDirs) this.checkTraversable(d, spec.id);
       }
       // ---- cgroup
       if (useCgroup) {
@@ -431,23 +430,35 @@ export class SandboxLauncher implements Launcher {
         env.FEDAI_EGRESS_PROXY = proxyPath;
       }
 
-      // ---- work dir. The manager keeps it under NODE_DATA_DIR (mode 0700), which the runner uid cannot
-      // traverse. Then a root-owned private mount namespace, created just for this exec chain, binds it
-      // onto <state>/work-<key> (reachable: 0711 parent), so nothing is mounted on the host and nothing
-      // of NODE_DATA_DIR changes.
-      let workSource = spec.workDir;
-      let mountNs: string[] = [];
-      if (useBwrap && uid !== undefined && !traversableByOthers(spec.workDir)) {
-        if (h.paths.unshare && h.paths.mount) {
-          workSource = join(state, `work-${plan.key}`);
-          await fsp.mkdir(workSource, { mode: 0o700 });
-          await fsp.chown(workSource, uid, uid);
-          plan.workMount = workSource;
-          mountNs = [h.paths.unshare, '--mount', '--propagation', 'private', '--', h.paths.sh, '-c', 'mount --bind -- "$0" "$1" && shift && exec "$@"', spec.workDir, workSource];
-        } else {
-          log.warn({ runnerId: spec.id }, `sandbox: ${spec.workDir} is not reachable by runner uids and unshare/mount are missing; the runner will not start`);
+      // ---- reachability. bwrap resolves bind sources as the runner uid, which cannot traverse a 0700
+      // parent: the manager keeps work dirs under NODE_DATA_DIR (0700), and a checkout may live under
+      // /root. For such paths a root-owned private mount namespace, created just for this exec chain,
+      // binds them onto <state>/… (0711 parent) first; nothing is mounted on the host and nothing of
+      // NODE_DATA_DIR changes.
+      const hostBinds: string[] = [];
+      let mountSeq = 0;
+      const reach = async (src: string, kind: 'work' | 'ro'): Promise<string> => {
+        if (!useBwrap || uid === undefined || traversableByOthers(src)) return src;
+        if (!h.paths.unshare || !h.paths.mount) {
+          log.warn({ runnerId: spec.id, path: src }, `sandbox: ${src} is not reachable by runner uids and unshare/mount are missing; bind it from a world-traversable place`);
+          return src;
         }
-      }
+        const dst = join(state, `${kind}-${plan.key}-${++mountSeq}`);
+        if (statSync(src).isDirectory()) await fsp.mkdir(dst, { mode: kind === 'work' ? 0o700 : 0o755 });
+        else await fsp.writeFile(dst, '', { mode: 0o644 });
+        if (kind === 'work') await fsp.chown(dst, uid, uid);
+        plan.mountPoints.push(dst);
+        hostBinds.push(src, dst);
+        return dst;
+      };
+      const workSource = await reach(spec.workDir, 'work');
+      const roSources = new Map<string, string>();
+      for (const d of [...spec.codeDirs, ...(spec.readOnlyPaths ?? [])]) roSources.set(d, await reach(d, 'ro'));
+      const mountNs = hostBinds.length === 0 ? [] : [
+        h.paths.unshare!, '--mount', '--propagation', 'private', '--', h.paths.sh, '-c',
+        'while [ "$1" != -- ]; do mount --bind -- "$1" "$2" || exit 126; shift 2; done; shift; exec "$@"',
+        'fedai-mnt', ...hostBinds, '--',
+      ];
 
       // ---- argv, from the inside out
       const extraFiles: string[] = [];
@@ -469,8 +480,8 @@ export class SandboxLauncher implements Launcher {
         // tmpfs mounts first, so that a code dir or work dir below one (e.g. under /tmp) is not hidden by it
         for (const t of p.fs.tmpfs) b.push('--tmpfs', t);
         for (const s of p.fs.symlinks ?? []) b.push('--symlink', s.target, s.link);
-        for (const d of [...spec.codeDirs, ...(spec.readOnlyPaths ?? [])]) {
-          b.push('--ro-bind', d, d);
+        for (const [d, src] of roSources) {
+          b.push('--ro-bind', src, d);
           bound.push(d);
         }
         b.push('--bind', workSource, p.cwd);
@@ -569,23 +580,6 @@ export class SandboxLauncher implements Launcher {
     writeFileSync(f, content, { mode: 0o600 });
     return f;
   }
-
-  private checkTraversable(dir: string, runnerId: string): void {
-    let d = resolve(dir);
-    for (;;) {
-      const parent = dirname(d);
-      if (parent === d) return;
-      d = parent;
-      try {
-        if ((statSync(d).mode & 0o001) === 0) {
-          this.o.logger.warn({ runnerId, dir: d }, `sandbox: ${d} is not traversable by other users (chmod o+x); the runner uid cannot reach ${dir}`);
-          return;
-        }
-      } catch {
-        return;
-      }
-    }
-  }
 }
 
 let planSeq = 0;
@@ -599,7 +593,7 @@ export class SandboxPlan implements LaunchPlan {
   extraFds: number[] = [];
   /** @internal */ extraFiles: string[] = [];
   /** @internal */ stateDir = '';
-  /** @internal */ workMount?: string;
+  /** @internal */ mountPoints: string[] = [];
   /** @internal */ egressDir?: string;
   readonly key: string;
   readonly info: { uid?: number; cgroup?: RunnerCgroup; egress?: EgressProxy; watchdog?: Watchdog; sandboxed: boolean } = { sandboxed: false };
@@ -689,8 +683,8 @@ export class SandboxPlan implements LaunchPlan {
       for (const f of this.extraFiles) if (f.startsWith(this.stateDir + sep)) await fsp.rm(f, { force: true }).catch(() => undefined);
       if (this.info.egress) await this.info.egress.close().catch(() => undefined);
       if (this.egressDir) await fsp.rm(this.egressDir, { recursive: true, force: true }).catch(() => undefined);
-      // Only the (empty) mount point: the bind lived in the runner's private mount namespace.
-      if (this.workMount) await fsp.rmdir(this.workMount).catch(() => undefined);
+      // Only the (empty) mount points: the binds lived in the runner's private mount namespace.
+      for (const m of this.mountPoints) await fsp.rm(m, { force: true, recursive: false }).catch(() => fsp.rmdir(m).catch(() => undefined));
       if (this.info.cgroup) await this.info.cgroup.remove().catch((err: unknown) => this.logger.warn({ runnerId: this.runnerId, err }, 'sandbox: cgroup removal failed'));
       this.launcher.release(this);
     })();

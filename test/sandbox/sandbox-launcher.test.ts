@@ -216,6 +216,28 @@ describeSandbox('SandboxLauncher', () => {
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('fedai-sandbox-');
   });
 
+  test('code dirs and read-only files under a 0700 parent (a checkout under /root) are reachable at their own paths', async () => {
+    const priv = join(scratch, 'private-home');
+    mkdirSync(join(priv, 'repo', 'lib'), { recursive: true });
+    chmodSync(priv, 0o700);
+    chmodSync(join(priv, 'repo'), 0o755);
+    chmodSync(join(priv, 'repo', 'lib'), 0o755);
+    writeFileSync(join(priv, 'repo', 'lib', 'code.txt'), 'runner-code', { mode: 0o644 });
+    writeFileSync(join(priv, 'model.bin'), 'weights', { mode: 0o644 });
+    writeFileSync(join(priv, 'secret.txt'), 'not-bound', { mode: 0o644 });
+    const l = launcher('strict');
+    const r = await run(l, spec(sh(`cat ${priv}/repo/lib/code.txt; echo; cat ${priv}/model.bin; echo; cat ${priv}/secret.txt 2>&1; touch ${priv}/repo/x 2>&1`), {
+      codeDirs: [join(priv, 'repo')],
+      readOnlyPaths: [join(priv, 'model.bin')],
+    }));
+    const lines = r.out.split('\n');
+    expect(lines[0]).toBe('runner-code');
+    expect(lines[1]).toBe('weights');
+    expect(r.out).toMatch(/secret.txt: No such file/);
+    expect(r.out).toMatch(/Read-only file system/);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('fedai-sandbox-');
+  });
+
   test('a manager that passes no extra fds still gets seccomp and env (sh prelude reopens them)', async () => {
     const l = launcher('strict');
     const r = await run(l, spec(sh('grep Seccomp: /proc/self/status; echo "A=$FEDAI_ADAPTER"')), { passFds: false });
