@@ -209,7 +209,11 @@ export class SandboxLauncher implements Launcher {
   constructor(private readonly o: SandboxLauncherOptions) {
     this.profile = o.profile;
     this.mode = o.profile.name;
-    this.allowlist = new EndpointAllowlist(o.allowedEndpoints ?? []);
+    try {
+      this.allowlist = new EndpointAllowlist(o.allowedEndpoints ?? []);
+    } catch (err) {
+      throw new FedaiError('config-invalid', { cause: err, details: [`NODE_SANDBOX_ALLOWED_ENDPOINTS: ${(err as Error).message}`], message: `NODE_SANDBOX_ALLOWED_ENDPOINTS: ${(err as Error).message}` });
+    }
   }
 
   /** Registers a hook called once per refused egress request (any runner). */

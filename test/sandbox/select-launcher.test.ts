@@ -89,3 +89,14 @@ describeSandbox('createLauncher → egress refusals reach the metrics hook', () 
     await l.close();
   });
 });
+
+describe('bad allowed endpoints', () => {
+  test('an entry with credentials or a query is a config-invalid error at construction', async () => {
+    const err = await createLauncher(configFrom({ NODE_SANDBOX_MODE: 'dev', NODE_SANDBOX_ALLOWED_ENDPOINTS: 'http://u:p@example.com/' }), captureLogger().logger, { dataDir }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as FedaiError).code).toBe('config-invalid');
+    expect((err as Error).message).toMatch(/NODE_SANDBOX_ALLOWED_ENDPOINTS: .*credentials/);
+  });
+});
