@@ -308,6 +308,10 @@ export class RunnerManager extends EventEmitter<RunnerManagerEvents> {
     clearTimeout(this.healthTimer);
     const wasReady = this.readySince;
     this.readySince = undefined;
+    // an instance that was up is no longer: say so at once, not after the cleanup below
+    if (!this.stopping && (this.stateValue === 'ready' || this.stateValue === 'degraded' || this.stateValue === 'unhealthy')) {
+      this.setState('restarting');
+    }
     // the runner is gone; sweep any descendants that outlived it, then release the plan
     try {
       await plan.killTree();
