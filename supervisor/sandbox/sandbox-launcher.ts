@@ -504,6 +504,14 @@ export class SandboxLauncher implements Launcher {
         if (isUnder(spec.workDir, this.o.dataDir)) {
           log.debug({ runnerId: spec.id }, 'sandbox: the runner work dir is inside NODE_DATA_DIR; only it is bound, the rest of the data dir is not');
         }
+        // A passwd/group entry for the runner's uid: getpwuid() (Node os.userInfo(), Python getpass,
+        // torch caches) fails without one. Only root, the runner and nobody are listed.
+        const ruid = uid ?? process.getuid?.() ?? 65534;
+        const home = p.cwd;
+        extraFiles.push(this.privateFile(state, `${plan.key}.passwd`, Buffer.from(`root:x:0:0:root:/root:/usr/sbin/nologin\nrunner:x:${ruid}:${ruid}:fedai runner:${home}:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`)));
+        b.push('--ro-bind-data', String(fdArg()), '/etc/passwd');
+        extraFiles.push(this.privateFile(state, `${plan.key}.group`, Buffer.from(`root:x:0:\nrunner:x:${ruid}:\nnogroup:x:65534:\n`)));
+        b.push('--ro-bind-data', String(fdArg()), '/etc/group');
         b.push('--proc', '/proc', '--dev', '/dev');
         for (const d of devices) b.push(d.optional ? '--dev-bind-try' : '--dev-bind', d.path, d.path);
         if (egressDir) b.push('--ro-bind', egressDir, dirname(proxyPath));

@@ -174,6 +174,13 @@ describeSandbox('SandboxLauncher', () => {
 
   // ---- all together
 
+  test('the runner has a passwd entry (Node os.userInfo, Python getpass) and nothing else of /etc/passwd', async () => {
+    const l = launcher('strict');
+    const r = await run(l, spec(sh('node -e "console.log(require(\\"os\\").userInfo().username)"; python3 -c "import getpass; print(getpass.getuser())"; id -un; wc -l < /etc/passwd')));
+    expect(r.out.split('\n').slice(0, 3)).toEqual(['runner', 'runner', 'runner']);
+    expect(Number(r.out.split('\n')[3])).toBe(3);
+  });
+
   test('strict, all layers together', async () => {
     const l = launcher('strict');
     const r = await run(l, spec(sh(`${STATUS}; cat /proc/self/cgroup | grep -c fedai; grep "Max open files" /proc/self/limits; hostname; ls /run 2>&1; env | sort`)));
@@ -194,7 +201,7 @@ describeSandbox('SandboxLauncher', () => {
     const plan = (await l.prepare(s)) as SandboxPlan;
     try {
       expect(JSON.stringify([plan.file, plan.args, plan.env])).not.toContain(secret);
-      expect(plan.extraFds.length).toBe(2); // env args, seccomp program
+      expect(plan.extraFds.length).toBe(4); // env args, passwd, group, seccomp program
     } finally {
       await plan.dispose();
     }
