@@ -115,6 +115,22 @@ describe('RunnerManager with the mock runner', () => {
     expect((await b).requestId).toBe('m-2');
   });
 
+  it('a queued request honours its abort signal: request-cancelled, no usage, the in-flight one unaffected', async () => {
+    const h = mock({ config: { NODE_QUEUE_MAX: '4' }, env: { FEDAI_MAX_PARALLEL: '1', FEDAI_MOCK_TOKEN_DELAY_MS: '30' } });
+    await h.manager.start();
+    const a = h.manager.infer(REQ);
+    const ac = new AbortController();
+    const b = h.manager.infer({ ...REQ, requestId: 'm-queued' }, { signal: ac.signal }).catch((e: unknown) => e as FedaiError);
+    await waitFor(() => h.manager.status().queued === 1, 5000, 'queued');
+    ac.abort();
+    const err = await b;
+    expect(err).toBeInstanceOf(FedaiError);
+    expect((err as FedaiError).code).toBe('request-cancelled');
+    expect((err as FedaiError).usage).toBeUndefined();
+    expect(h.manager.status()).toMatchObject({ queued: 0, inFlight: 1 });
+    expect((await a).output).toBe(expected);
+  });
+
   it('graceful stop drains an in-flight request and refuses new ones', async () => {
     const h = mock({ env: { FEDAI_MOCK_TOKEN_DELAY_MS: '30' } });
     const exits: { code: number | null; signal: string | null }[] = [];
