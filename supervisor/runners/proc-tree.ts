@@ -145,15 +145,3 @@ export async function killTree(id: TreeIdentity, maxRounds = 20): Promise<number
   }
   return [...killed];
 }
-
-/** Sends `signal` to the runner's process group, only while the group leader is provably ours. */
-export function signalGroup(id: TreeIdentity, signal: NodeJS.Signals): boolean {
-  const leader = readProcStat(id.pgid);
-  if (leader !== undefined && !(leader.pid === id.pid && leader.starttime === id.starttime)) return false;
-  try {
-    process.kill(-id.pgid, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
