@@ -187,6 +187,7 @@ export class ManagedBackend {
   async start(): Promise<void> {
     if (this.stopping) throw new AdapterError('backend-unavailable', 'managed backend is stopped', { details: ['stopped'] });
     if (this._state === 'ready') return;
+    process.removeListener('exit', this.exitHook);
     process.once('exit', this.exitHook);
     await this.launch(this.opts.startTimeoutMs);
   }
