@@ -19,3 +19,11 @@ export function spawnPlan(plan: LaunchPlan, opts: { stdio?: StdioOptions } = {})
     stdio: planStdio(plan, opts.stdio),
   });
 }
+
+/**
+ * The same stdio for execa, whose types only accept fixed-length tuples (at run time extra fd numbers
+ * work): `execa(plan.file, [...plan.args], { ..., stdio: execaStdio(plan) })`.
+ */
+export function execaStdio(plan: LaunchPlan): ['pipe', 'pipe', 'pipe'] {
+  return ['pipe', 'pipe', 'pipe', ...(plan.extraFds ?? [])] as unknown as ['pipe', 'pipe', 'pipe'];
+}

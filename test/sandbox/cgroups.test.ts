@@ -113,14 +113,15 @@ describeSandbox('cgroup drivers', () => {
 
   test('v1 driver: cpu quota throttles a spinning tree', async () => {
     if (!(driver instanceof V1HybridDriver)) return;
-    const cg = await driver.create('cgtest-cpu', { cpuMaxPercent: 20 });
+    // 5 %: low enough that a spinner hits the quota even when a loaded machine gives it only a small share
+    const cg = await driver.create('cgtest-cpu', { cpuMaxPercent: 5 });
     try {
       const c = joined(cg, 'while :; do :; done');
       await sleep(1500);
       const u = await cg.usage();
       c.kill('SIGKILL');
-      // 20 % of 1.5 s is 300 ms; generous slack for scheduling.
-      expect(u.cpuUsageUs!).toBeLessThan(700_000);
+      // 5 % of 1.5 s is 75 ms; generous slack for scheduling.
+      expect(u.cpuUsageUs!).toBeLessThan(300_000);
       const stat = readFileSync(`/sys/fs/cgroup/cpu/fedai/${cg.name}/cpu.stat`, 'utf8');
       expect(Number(/nr_throttled (\d+)/.exec(stat)![1])).toBeGreaterThan(0);
     } finally {

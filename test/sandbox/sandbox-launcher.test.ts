@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { FedaiError } from '../../supervisor/errors.js';
 import { loadProfile, packageRoot, type LayerName, type SandboxProfile } from '../../supervisor/sandbox/profiles.js';
 import { SandboxLauncher, type SandboxPlan } from '../../supervisor/sandbox/sandbox-launcher.js';
-import { spawnPlan } from '../../supervisor/sandbox/spawn-plan.js';
+import { execaStdio, spawnPlan } from '../../supervisor/sandbox/spawn-plan.js';
 import { measureSpawnToReady } from '../../supervisor/sandbox/spawn-to-ready.js';
 import type { RunnerSpec } from '../../supervisor/sandbox/launch-plan.js';
 import { runnerHostCommand, pythonRunnerCommand, PYTHON_RUNNER_PATH } from '../../supervisor/runners/runner-command.js';
@@ -256,8 +256,7 @@ describeSandbox('SandboxLauncher', () => {
     const l = launcher('strict');
     const plan = (await l.prepare(spec(sh('grep Seccomp: /proc/self/status')))) as SandboxPlan;
     try {
-      // execa's types only accept fixed-length stdio tuples; at run time extra fd numbers work.
-      const stdio = ['pipe', 'pipe', 'pipe', ...(plan.extraFds ?? [])] as unknown as ['pipe', 'pipe', 'pipe'];
+      const stdio = execaStdio(plan);
       const r = await execa(plan.file, [...plan.args], {
         env: { ...plan.env },
         extendEnv: false,
