@@ -177,6 +177,7 @@ export class HttpAdapter implements RunnerAdapter {
         path: '/infer',
         json: backendInferBody(request, backendId, stream),
         signal: ctx.signal,
+        traceparent: ctx.traceparent,
         timeoutMs: this.env.inferTimeoutMs,
         accept: stream ? 'text/event-stream, application/json' : 'application/json',
       });

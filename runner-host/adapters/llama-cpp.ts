@@ -185,6 +185,7 @@ export class LlamaCppAdapter implements RunnerAdapter {
         path: '/completion',
         json: body,
         signal: ctx.signal,
+        traceparent: ctx.traceparent,
         timeoutMs: this.env.inferTimeoutMs,
         accept: stream ? 'text/event-stream' : 'application/json',
       });

@@ -162,6 +162,7 @@ export class VllmAdapter implements RunnerAdapter {
         path: '/v1/completions',
         json: body,
         signal: ctx.signal,
+        traceparent: ctx.traceparent,
         timeoutMs: this.env.inferTimeoutMs,
         accept: stream ? 'text/event-stream' : 'application/json',
       });

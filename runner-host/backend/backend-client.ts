@@ -53,7 +53,11 @@ export interface BackendRequestOptions {
   /** False to omit the Authorization header (default: sent whenever a key is set). */
   auth?: boolean;
   accept?: string;
+  /** W3C trace context to propagate to the backend (sent only when well-formed). */
+  traceparent?: string;
 }
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 export function stripTrailingSlash(url: string): string {
   return url.replace(/\/+$/, '');
@@ -219,6 +223,7 @@ export class BackendClient {
       headers['content-length'] = String(body.length);
     }
     if (this.opts.apiKey && o.auth !== false) headers.authorization = `Bearer ${this.opts.apiKey}`;
+    if (o.traceparent !== undefined && TRACEPARENT.test(o.traceparent)) headers.traceparent = o.traceparent;
     const keepAlive = this.agent !== undefined;
     if (!keepAlive) headers.connection = 'close';
 

@@ -56,8 +56,12 @@ describe('http adapter', () => {
     const r = await a.infer(leaky, ctx());
     expect((await f.stats()).lastInfer.fields).toEqual(['maxTokens', 'modelId', 'prompt', 'requestId', 'temperature', 'topP']);
     expect(r).toMatchObject({ requestId: 'h-1', modelId: 'http-model', output: 'echo-free output from the', usage: { inputTokens: 3, outputTokens: 4 }, latencyMs: 3 });
-    await a.infer(req(), ctx());
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    await a.infer(req(), { signal: new AbortController().signal, traceparent: tp });
     expect((await f.stats()).lastInfer.fields).toEqual(['maxTokens', 'modelId', 'prompt', 'requestId']);
+    expect((await f.stats()).lastInfer.traceparent).toBe(tp); // trace context travels as a header, not in the body
+    await a.infer(req(), { signal: new AbortController().signal, traceparent: 'junk\r\nx: y' });
+    expect((await f.stats()).lastInfer.traceparent).toBeUndefined();
   });
 
   test('a non-integer usage is rejected as a backend error', async () => {
