@@ -11,6 +11,7 @@
  * then every pending request rejects with runner-crashed, or runner-killed when we (or the launcher's
  * watchdog) killed it for a reason.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { execa } from 'execa';
 import {
@@ -273,7 +274,11 @@ export class RunnerProcess extends EventEmitter {
         }
       }
     }
-    this.logger[level as LogParams['level']]({ runnerId: this.id, runnerLog: true, fields }, p.msg.slice(0, 200));
+    // The message text is runner-controlled free text and may hold a prompt (a leaky or hostile runner):
+    // it is never logged. Its size and a short sha256 let an operator correlate it with the runner's own
+    // logs; numeric and boolean fields pass (string values could carry text).
+    const msgSha256 = createHash('sha256').update(p.msg).digest('hex').slice(0, 16);
+    this.logger[level as LogParams['level']]({ runnerId: this.id, runnerLog: true, msgBytes: Buffer.byteLength(p.msg), msgSha256, fields }, 'runner log');
   }
 
   private onExit(code: number | null, signal: string | null, spawnError?: string): void {

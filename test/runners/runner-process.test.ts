@@ -1,5 +1,6 @@
 /** RunnerProcess details through the manager: runner log notifications, a command that cannot start. */
 import { afterEach, describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
 import { codeOf, fixture, makeManager, processesWithMarker, REQ, waitFor, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
@@ -12,17 +13,23 @@ afterEach(async () => {
 });
 
 describe('runner process', () => {
-  it('log notifications reach the logger with numeric/boolean fields only and a truncated message', async () => {
+  it('log notifications reach the logger with level and numeric/boolean fields only; the text only as size and hash', async () => {
     h = makeManager(fixture('log-notifier'));
     await h.manager.start();
     await h.manager.infer(REQ);
     const lines = h.log.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.runnerLog === true);
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatchObject({ level: 'warn', msg: 'backend slow', fields: { latencyMs: 1234, cached: true } });
+    expect(lines[0]).toMatchObject({
+      level: 'warn',
+      msg: 'runner log',
+      msgBytes: 'backend slow'.length,
+      msgSha256: createHash('sha256').update('backend slow').digest('hex').slice(0, 16),
+      fields: { latencyMs: 1234, cached: true },
+    });
     expect(lines[0].fields).not.toHaveProperty('model');
-    expect(lines[1].level).toBe('info');
-    expect((lines[1].msg as string).length).toBe(200);
+    expect(lines[1]).toMatchObject({ level: 'info', msg: 'runner log', msgBytes: 300 + REQ.prompt.length });
     expect(lines[1].fields).toEqual({ n: 1 });
+    expect(h.log.text()).not.toContain('backend slow');
     expect(h.log.text()).not.toContain(REQ.prompt);
   });
 
