@@ -359,6 +359,9 @@ export class BackendClient {
           reject(new AdapterError('backend-unavailable', 'egress proxy refused the tunnel', { details: ['proxy', `status=${res.statusCode}`] }));
           return;
         }
+        socket.on('error', () => {
+          /* surfaced through the TLS socket / the request */
+        });
         if (head && head.length > 0) socket.unshift(head);
         const t = tls.connect(
           {
