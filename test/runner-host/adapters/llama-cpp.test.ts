@@ -274,6 +274,24 @@ describe('llama_cpp adapter, behaviours needing their own backend', () => {
     expect((await f.stats()).unauthorized).toBeGreaterThanOrEqual(3);
   });
 
+  test('a fresh connection per request by default (keep-alive stall of this build); pooling on request', async () => {
+    const f = await fake();
+    const fresh = adapter({ FEDAI_BACKEND_URL: f.url });
+    await fresh.start();
+    // the test's own stats() calls may add a connection of their own: the bounds allow for it
+    let c0 = (await f.stats()).connections;
+    for (let i = 0; i < 3; i++) await fresh.infer(req({ maxTokens: 1 }), ctx());
+    let c1 = (await f.stats()).connections;
+    expect(c1 - c0).toBeGreaterThanOrEqual(3);
+    const pooled = adapter({ FEDAI_BACKEND_URL: f.url, FEDAI_BACKEND_KEEP_ALIVE: '1' });
+    await pooled.start();
+    await pooled.infer(req({ maxTokens: 1 }), ctx());
+    c0 = (await f.stats()).connections;
+    for (let i = 0; i < 3; i++) await pooled.infer(req({ maxTokens: 1 }), ctx());
+    c1 = (await f.stats()).connections;
+    expect(c1 - c0).toBeLessThanOrEqual(1); // at most the stats call's own connection
+  });
+
   test('requests are queued beyond the slots, never rejected', async () => {
     const f = await fake(['--slots', '1', '--token-delay-ms', '5']);
     const a = adapter({ FEDAI_BACKEND_URL: f.url });
