@@ -187,13 +187,17 @@ function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Runner cgroups in use by any SandboxLauncher of this process. */
+const LIVE_CGROUPS = new Set<string>();
+
 export class SandboxLauncher implements Launcher {
   readonly mode: string;
   readonly profile: SandboxProfile;
   private host?: HostLayers;
   private stateDir?: string;
   private readonly usedUids = new Set<number>();
-  private readonly liveCgroups = new Set<string>();
+  /** Shared by every launcher in this process: one launcher's GC must never take another's live runners. */
+  private readonly liveCgroups = LIVE_CGROUPS;
   private readonly plans = new Set<SandboxPlan>();
   private readonly allowlist: EndpointAllowlist;
   private readonly egressTotals: EgressStats = {
