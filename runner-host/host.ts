@@ -16,10 +16,10 @@ import {
   createMessageConnection,
   ResponseError,
   StreamMessageReader,
-  StreamMessageWriter,
   type CancellationToken,
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
+import { FramedMessageWriter } from '../supervisor/protocol/framed-message-writer.js';
 import { ERRORS, type ErrorCode } from '../supervisor/errors.js';
 import {
   RUNNER_PROTOCOL_VERSION,
@@ -200,7 +200,7 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
 
   const connection: MessageConnection = createMessageConnection(
     new StreamMessageReader(input),
-    new StreamMessageWriter(output),
+    new FramedMessageWriter(output),
   );
 
   let resolveDone!: () => void;

@@ -126,6 +126,7 @@ export class FedaiNode {
     runner.on('kill', (reason: string) => metrics.runnerKill(runner.name, reason));
 
     const crypto = new CryptoPool(config.NODE_CRYPTO_WORKERS);
+    crypto.setConcurrencyHint(() => capacity.current);
     const node = new FedaiNode(config, logger, identity, dataDir, metrics, tracing, nonces, spool, payments, launcher, runner, capacity, heartbeat, crypto);
     const service = new InferService({
       config,

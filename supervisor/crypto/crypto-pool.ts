@@ -1,7 +1,8 @@
 /**
  * Schnorr signing and verification on worker threads, so the event loop keeps serving HTTP while
- * signatures are computed on the other cores. Requests made in the same tick are batched into one
- * message per worker. Size 0 runs everything inline (same results, no threads).
+ * signatures are computed on the other cores. Jobs made in the same tick are packed into one
+ * transferred buffer per worker (no per-job structured cloning); each worker answers a batch in order.
+ * Size 0 runs everything inline (same results, no threads).
  */
 import { randomFillSync } from 'node:crypto';
 import path from 'node:path';
@@ -9,73 +10,84 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { signDigest, verifyDigest } from './schnorr.js';
 
-type Job =
-  | { id: number; op: 'sign'; digest: Uint8Array; sk: Uint8Array; aux: Uint8Array }
-  | { id: number; op: 'verify'; digest: Uint8Array; pk: Uint8Array; sig: Uint8Array };
+const SLOT = 128;
+const OUT_SLOT = 65;
 
-interface Pending {
+interface Job {
+  op: 0 | 1;
+  /** sign: digest|sk|aux; verify: digest|pk|sig */
+  parts: [Uint8Array, Uint8Array, Uint8Array];
   resolve(v: Uint8Array | boolean): void;
   reject(e: Error): void;
 }
 
-const WORKER_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'crypto-worker.mjs').replace(`${path.sep}dist${path.sep}`, path.sep);
+interface Lane {
+  worker: Worker;
+  queued: Job[];
+  /** Batches sent and not yet answered, oldest first. */
+  inFlight: Job[][];
+  load: number;
+}
+
+const WORKER_FILE = path
+  .join(path.dirname(fileURLToPath(import.meta.url)), 'crypto-worker.mjs')
+  .replace(`${path.sep}dist${path.sep}`, path.sep);
 
 export class CryptoPool {
-  private readonly workers: Worker[] = [];
-  private readonly queues: Job[][] = [];
-  private readonly pending = new Map<number, Pending>();
-  private readonly load: number[] = [];
-  private nextId = 1;
+  private readonly lanes: Lane[] = [];
   private flushScheduled = false;
   private closed = false;
+  private concurrency: () => number = () => Infinity;
 
   constructor(readonly size: number) {
     for (let i = 0; i < size; i++) {
-      const w = new Worker(WORKER_FILE, { execArgv: [], env: {} });
-      w.unref();
-      w.on('message', (results: Array<{ id: number; sig?: Uint8Array; ok?: boolean; error?: string }>) => {
-        this.load[i]! -= results.length;
-        for (const r of results) {
-          const p = this.pending.get(r.id);
-          if (!p) continue;
-          this.pending.delete(r.id);
-          if (r.sig) p.resolve(r.sig);
-          else if (r.error && r.ok === false && this.isSignJob(r.id)) p.reject(new Error(r.error));
-          else p.resolve(r.ok === true);
-        }
+      const worker = new Worker(WORKER_FILE, { execArgv: [], env: {} });
+      worker.unref();
+      const lane: Lane = { worker, queued: [], inFlight: [], load: 0 };
+      worker.on('message', ({ out }: { out: Uint8Array }) => {
+        const batch = lane.inFlight.shift();
+        if (!batch) return;
+        lane.load -= batch.length;
+        batch.forEach((job, k) => {
+          const ok = out[k * OUT_SLOT] === 1;
+          if (job.op === 1) job.resolve(ok);
+          else if (ok) job.resolve(out.slice(k * OUT_SLOT + 1, (k + 1) * OUT_SLOT));
+          else job.reject(new Error('schnorr signing failed'));
+        });
       });
-      w.on('error', (err) => this.failAll(err));
-      this.workers.push(w);
-      this.queues.push([]);
-      this.load.push(0);
+      worker.on('error', (err) => this.failLane(lane, err));
+      this.lanes.push(lane);
     }
   }
 
-  private readonly signIds = new Set<number>();
-  private isSignJob(id: number): boolean {
-    return this.signIds.delete(id);
+  /**
+   * A hint of how many requests are in flight. With one or none, a worker round trip (two thread
+   * wake-ups) costs more than it saves, so the work runs inline; under concurrency it goes to workers.
+   */
+  setConcurrencyHint(fn: () => number): void {
+    this.concurrency = fn;
+  }
+
+  private inline(): boolean {
+    return this.size === 0 || this.closed || this.concurrency() <= 1;
   }
 
   sign(digest: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
-    if (this.size === 0 || this.closed) return Promise.resolve(signDigest(digest, secretKey));
-    const aux = randomFillSync(new Uint8Array(32));
-    const id = this.nextId++;
-    this.signIds.add(id);
-    return this.enqueue({ id, op: 'sign', digest, sk: secretKey, aux }) as Promise<Uint8Array>;
+    if (this.inline()) return Promise.resolve(signDigest(digest, secretKey));
+    return this.enqueue(0, [digest, secretKey, randomFillSync(new Uint8Array(32))]) as Promise<Uint8Array>;
   }
 
   verify(sig: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     if (sig.length !== 64 || digest.length !== 32 || publicKey.length !== 32) return Promise.resolve(false);
-    if (this.size === 0 || this.closed) return Promise.resolve(verifyDigest(sig, digest, publicKey));
-    return this.enqueue({ id: this.nextId++, op: 'verify', digest, pk: publicKey, sig }) as Promise<boolean>;
+    if (this.inline()) return Promise.resolve(verifyDigest(sig, digest, publicKey));
+    return this.enqueue(1, [digest, publicKey, sig]) as Promise<boolean>;
   }
 
-  private enqueue(job: Job): Promise<Uint8Array | boolean> {
+  private enqueue(op: 0 | 1, parts: Job['parts']): Promise<Uint8Array | boolean> {
     return new Promise((resolve, reject) => {
-      this.pending.set(job.id, { resolve, reject });
-      let best = 0;
-      for (let i = 1; i < this.size; i++) if (this.load[i]! + this.queues[i]!.length < this.load[best]! + this.queues[best]!.length) best = i;
-      this.queues[best]!.push(job);
+      let best = this.lanes[0]!;
+      for (const lane of this.lanes) if (lane.load + lane.queued.length < best.load + best.queued.length) best = lane;
+      best.queued.push({ op, parts, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         queueMicrotask(() => this.flush());
@@ -85,23 +97,35 @@ export class CryptoPool {
 
   private flush(): void {
     this.flushScheduled = false;
-    for (let i = 0; i < this.size; i++) {
-      const q = this.queues[i]!;
-      if (q.length === 0) continue;
-      this.queues[i] = [];
-      this.load[i]! += q.length;
-      this.workers[i]!.postMessage(q);
+    for (const lane of this.lanes) {
+      const batch = lane.queued;
+      if (batch.length === 0) continue;
+      lane.queued = [];
+      const ops = new Uint8Array(batch.length);
+      const data = new Uint8Array(batch.length * SLOT);
+      batch.forEach((job, k) => {
+        ops[k] = job.op;
+        const o = k * SLOT;
+        data.set(job.parts[0], o);
+        data.set(job.parts[1], o + 32);
+        data.set(job.parts[2], o + 64);
+      });
+      lane.inFlight.push(batch);
+      lane.load += batch.length;
+      lane.worker.postMessage({ ops, data }, [ops.buffer, data.buffer]);
     }
   }
 
-  private failAll(err: Error): void {
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
+  private failLane(lane: Lane, err: Error): void {
+    for (const job of [...lane.inFlight.flat(), ...lane.queued]) job.reject(err);
+    lane.inFlight = [];
+    lane.queued = [];
+    lane.load = 0;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
-    this.failAll(new Error('crypto pool closed'));
+    await Promise.all(this.lanes.map((l) => l.worker.terminate()));
+    for (const lane of this.lanes) this.failLane(lane, new Error('crypto pool closed'));
   }
 }

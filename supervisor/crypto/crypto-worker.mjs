@@ -1,18 +1,29 @@
 // Worker thread for BIP-340 sign/verify (see crypto-pool.ts). Plain JavaScript so it loads the same
-// way from sources, from dist/ and under jest. Messages: {id, op:'sign', digest, sk, aux} → {id, sig}
-// and {id, op:'verify', digest, pk, sig} → {id, ok}. Inputs are 32/64-byte Uint8Arrays.
+// way from sources, from dist/ and under jest. A batch arrives as transferred buffers:
+//   ops:  Uint8Array  (0 = sign, 1 = verify), one per job
+//   data: Uint8Array  128 bytes per job: sign = digest32 | sk32 | aux32; verify = digest32 | pk32 | sig64
+// and goes back as { out: Uint8Array } with 65 bytes per job: status (1 ok / 0 fail) | sig64.
 import { parentPort } from 'node:worker_threads';
 import * as ecc from 'tiny-secp256k1';
 
-parentPort.on('message', (batch) => {
-  const out = [];
-  for (const m of batch) {
+parentPort.on('message', ({ ops, data }) => {
+  const n = ops.length;
+  const out = new Uint8Array(n * 65);
+  for (let i = 0; i < n; i++) {
+    const o = i * 128;
+    const digest = data.subarray(o, o + 32);
     try {
-      if (m.op === 'sign') out.push({ id: m.id, sig: ecc.signSchnorr(m.digest, m.sk, m.aux) });
-      else out.push({ id: m.id, ok: m.sig.length === 64 && ecc.verifySchnorr(m.digest, m.pk, m.sig) });
-    } catch (err) {
-      out.push({ id: m.id, ok: false, error: String(err && err.message) });
+      if (ops[i] === 0) {
+        const sig = ecc.signSchnorr(digest, data.subarray(o + 32, o + 64), data.subarray(o + 64, o + 96));
+        out[i * 65] = 1;
+        out.set(sig, i * 65 + 1);
+      } else {
+        out[i * 65] = ecc.verifySchnorr(digest, data.subarray(o + 32, o + 64), data.subarray(o + 64, o + 128)) ? 1 : 0;
+      }
+    } catch {
+      out[i * 65] = 0;
     }
   }
-  parentPort.postMessage(out);
+  data.fill(0); // the batch held secret keys
+  parentPort.postMessage({ out }, [out.buffer]);
 });

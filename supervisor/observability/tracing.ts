@@ -21,6 +21,7 @@
  * The W3C traceparent of the active span is handed to runners (InferParams.traceparent).
  */
 import {
+  INVALID_SPAN_CONTEXT,
   ProxyTracerProvider,
   SpanKind,
   SpanStatusCode,
@@ -207,7 +208,16 @@ export interface InferTrace {
  * A 5xx `http.response.status_code` or a thrown error marks the span as an error; a thrown error also
  * records `error.type` (its kebab code) and, if no status was annotated, its HTTP status.
  */
+const NOOP_TRACE: InferTrace = {
+  span: trace.wrapSpanContext(INVALID_SPAN_CONTEXT),
+  child: (_name, f) => f(),
+  annotate: () => {},
+  traceparent: () => undefined,
+};
+
 export async function inferSpan<T>(tracing: Tracing, route: string, fn: (trace: InferTrace) => Promise<T>): Promise<T> {
+  // Disabled tracing costs nothing on the hot path: no span objects, no context switches.
+  if (!tracing.enabled) return fn(NOOP_TRACE);
   const name = route === '/infer/stream' ? SPAN.inferStream : SPAN.infer;
   const attributes: Attributes = { component: 'node', 'gen_ai.operation.name': 'text_completion', 'http.request.method': 'POST', 'http.route': route };
   if (tracing.nodeId !== undefined) attributes['node.id'] = tracing.nodeId;

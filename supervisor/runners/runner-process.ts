@@ -4,7 +4,7 @@
  * decides when to restart, time out or kill.
  *
  *   stdout → FrameGuard (size cap, no stray bytes) → StreamMessageReader
- *   stdin  ← StreamMessageWriter
+ *   stdin  ← FramedMessageWriter (one write per frame)
  *   stderr → StderrRing (64 KiB tail; never logged; crash events carry only its size and sha256)
  *
  * Exit is detected on the child's 'exit' event, not on its pipes closing (a grandchild may hold them);
@@ -20,9 +20,9 @@ import {
   createMessageConnection,
   ResponseError,
   StreamMessageReader,
-  StreamMessageWriter,
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
+import { FramedMessageWriter } from '../protocol/framed-message-writer.js';
 import type { Readable, Writable } from 'node:stream';
 import type { Config } from '../config/load-config.js';
 import { FedaiError, fromRpcError } from '../errors.js';
@@ -193,7 +193,7 @@ export class RunnerProcess extends EventEmitter {
       void this.kill(reason);
     });
     stdout.pipe(guard);
-    this.conn = createMessageConnection(new StreamMessageReader(guard), new StreamMessageWriter(stdin));
+    this.conn = createMessageConnection(new StreamMessageReader(guard), new FramedMessageWriter(stdin));
     this.conn.onNotification(RunnerMethod.inferChunk, (p: InferChunkParams) => {
       if (!p || typeof p.streamId !== 'string' || typeof p.delta !== 'string' || !Number.isSafeInteger(p.index)) return;
       this.streams.get(p.streamId)?.(p);

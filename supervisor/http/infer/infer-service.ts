@@ -272,13 +272,18 @@ export class InferService {
       ...(m.outcome !== 'ok' ? { outcome: m.outcome } : {}),
       ...(admitted.payment ? { paymentRef: admitted.payment.reference } : {}),
     };
-    const [envelope, response] = await Promise.all([this.sign(record), responsePayload ? this.sign(responsePayload) : undefined]);
+    // The response is signed while the metering record is being made durable.
+    const recordSigned = this.sign(record);
+    const responseSigned = responsePayload ? this.sign(responsePayload) : undefined;
+    const envelope = await recordSigned;
     try {
       await this.deps.spool.append(envelope);
     } catch (err) {
+      await responseSigned?.catch(() => undefined);
       this.deps.logger.error({ err, requestId: request.requestId }, 'metering spool append failed');
       throw new FedaiError('metering-write-failed', { cause: err });
     }
+    const response = await responseSigned;
     this.deps.metrics.metering(m.outcome);
     return response ? { metering: envelope, response } : { metering: envelope };
   }
