@@ -123,7 +123,9 @@ export function createAdapter(env: NodeJS.ProcessEnv): RunnerAdapter {
         new AdapterError('request-cancelled', 'request cancelled', { usage: { inputTokens, outputTokens: emitted } });
       for (let i = 0; i < n; i++) {
         if (ctx.signal.aborted) throw cancelled();
-        if (i > 0 || delayMs > 0) {
+        // Without a delay and without a listener, nothing can observe the pacing: generate in one go.
+        // Streams (and any delay) yield between tokens so cancellation and interleaving are real.
+        if ((i > 0 || delayMs > 0) && (delayMs > 0 || ctx.onDelta !== undefined)) {
           try {
             if (delayMs > 0) await sleep(delayMs, undefined, { signal: ctx.signal });
             else await new Promise<void>((r) => setImmediate(r));

@@ -272,14 +272,15 @@ export class InferService {
       ...(m.outcome !== 'ok' ? { outcome: m.outcome } : {}),
       ...(admitted.payment ? { paymentRef: admitted.payment.reference } : {}),
     };
-    // The response is signed while the metering record is being made durable.
-    const recordSigned = this.sign(record);
+    // The response is signed while the metering record is being made durable (fsync runs off-thread).
+    const envelope = await this.sign(record);
+    const appended = this.deps.spool.append(envelope);
+    appended.catch(() => undefined);
     const responseSigned = responsePayload ? this.sign(responsePayload) : undefined;
-    const envelope = await recordSigned;
+    responseSigned?.catch(() => undefined);
     try {
-      await this.deps.spool.append(envelope);
+      await appended;
     } catch (err) {
-      await responseSigned?.catch(() => undefined);
       this.deps.logger.error({ err, requestId: request.requestId }, 'metering spool append failed');
       throw new FedaiError('metering-write-failed', { cause: err });
     }
