@@ -15,7 +15,7 @@ import type { Config } from '../config/load-config.js';
 import { readBody } from './read-body.js';
 import { requestIdMiddleware } from './request-id.js';
 import { sendError, sendJson, sseFrame } from './respond.js';
-import type { InferService } from './infer/infer-service.js';
+import type { AdmittedRequest, InferService } from './infer/infer-service.js';
 import { NO_TRACE, type TracePort } from './infer/ports.js';
 
 export interface HttpMetricsPort {
@@ -58,72 +58,71 @@ export function createApp(deps: AppDeps): express.Express {
   const traced = <T>(route: string, fn: (trace: TracePort) => Promise<T>): Promise<T> =>
     deps.traced ? deps.traced(route, fn) : fn(NO_TRACE);
 
-  app.post('/infer', (req, res) =>
-    traced('/infer', async (trace) => {
-      const t0 = process.hrtime.bigint();
-      let status = 200;
-      try {
-        if (!deps.accepting()) throw new FedaiError('node-draining', { retryAfterS: 5 });
-        const raw = await readBody(req, deps.config.NODE_MAX_REQUEST_BYTES);
-        const admitted = await deps.service.admit(raw, trace);
-        const ac = new AbortController();
-        res.on('close', () => {
-          if (!res.writableFinished) ac.abort();
-        });
-        const out = await deps.service.execute(admitted, { signal: ac.signal, trace });
-        sendJson(res, 200, out);
-      } catch (err) {
-        status = sendError(res, err, deps.logger).status;
-        trace.annotate({ 'error.type': toFedaiError(err).code });
-      } finally {
-        trace.annotate({ 'http.response.status_code': status });
-        deps.metrics.request('/infer', status, Number(process.hrtime.bigint() - t0) / 1e9);
-      }
+  /**
+   * Shared by both inference routes: span, metrics and the error reply around one request. `serve`
+   * gets the admitted request and an AbortSignal that fires when the client goes away; it returns
+   * the HTTP status it answered with.
+   */
+  const inferRoute =
+    (route: '/infer' | '/infer/stream', serve: (admitted: AdmittedRequest, res: Response, signal: AbortSignal, trace: TracePort) => Promise<number>) =>
+    (req: Request, res: Response) =>
+      traced(route, async (trace) => {
+        const t0 = process.hrtime.bigint();
+        let status = 200;
+        try {
+          if (!deps.accepting()) throw new FedaiError('node-draining', { retryAfterS: 5 });
+          const raw = await readBody(req, deps.config.NODE_MAX_REQUEST_BYTES);
+          const admitted = await deps.service.admit(raw, trace);
+          const ac = new AbortController();
+          res.on('close', () => {
+            if (!res.writableFinished) ac.abort();
+          });
+          status = await serve(admitted, res, ac.signal, trace);
+        } catch (err) {
+          status = sendError(res, err, deps.logger).status;
+          trace.annotate({ 'error.type': toFedaiError(err).code });
+        } finally {
+          trace.annotate({ 'http.response.status_code': status });
+          deps.metrics.request(route, status, Number(process.hrtime.bigint() - t0) / 1e9);
+        }
+      });
+
+  app.post(
+    '/infer',
+    inferRoute('/infer', async (admitted, res, signal, trace) => {
+      sendJson(res, 200, await deps.service.execute(admitted, { signal, trace }));
+      return 200;
     }),
   );
 
-  app.post('/infer/stream', (req, res) =>
-    traced('/infer/stream', async (trace) => {
-      const t0 = process.hrtime.bigint();
-      let status = 200;
+  app.post(
+    '/infer/stream',
+    inferRoute('/infer/stream', async (admitted, res, signal, trace) => {
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.flushHeaders();
       try {
-        if (!deps.accepting()) throw new FedaiError('node-draining', { retryAfterS: 5 });
-        const raw = await readBody(req, deps.config.NODE_MAX_REQUEST_BYTES);
-        const admitted = await deps.service.admit(raw, trace);
-        const ac = new AbortController();
-        res.on('close', () => {
-          if (!res.writableFinished) ac.abort();
+        const out = await deps.service.execute(admitted, {
+          stream: true,
+          signal,
+          trace,
+          onChunk: (c) => {
+            if (!res.destroyed) res.write(sseFrame('chunk', c));
+          },
         });
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-        });
-        res.flushHeaders();
-        try {
-          const out = await deps.service.execute(admitted, {
-            stream: true,
-            signal: ac.signal,
-            trace,
-            onChunk: (c) => {
-              if (!res.destroyed) res.write(sseFrame('chunk', c));
-            },
-          });
-          if (!res.destroyed) res.end(sseFrame('final', out));
-        } catch (err) {
-          const e = toFedaiError(err);
-          if (e.code === 'internal-error') deps.logger.error({ err }, 'stream failed');
-          trace.annotate({ 'error.type': e.code });
-          status = e.status;
-          if (!res.destroyed) res.end(sseFrame('error', e.toBody()));
-        }
+        if (!res.destroyed) res.end(sseFrame('final', out));
+        return 200;
       } catch (err) {
-        status = sendError(res, err, deps.logger).status;
-        trace.annotate({ 'error.type': toFedaiError(err).code });
-      } finally {
-        trace.annotate({ 'http.response.status_code': status });
-        deps.metrics.request('/infer/stream', status, Number(process.hrtime.bigint() - t0) / 1e9);
+        // Headers are sent: the failure travels as one `error` frame (the status is recorded, not sent).
+        const e = toFedaiError(err);
+        if (e.code === 'internal-error') deps.logger.error({ err }, 'stream failed');
+        trace.annotate({ 'error.type': e.code });
+        if (!res.destroyed) res.end(sseFrame('error', e.toBody()));
+        return e.status;
       }
     }),
   );
