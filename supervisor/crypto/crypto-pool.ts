@@ -4,11 +4,11 @@
  * transferred buffer per worker (no per-job structured cloning); each worker answers a batch in order.
  * Size 0 runs everything inline (same results, no threads).
  */
-import { randomFillSync } from 'node:crypto';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { signDigest, verifyDigest } from './schnorr.js';
+import { random32 } from './random-pool.js';
 
 const SLOT = 128;
 const OUT_SLOT = 65;
@@ -74,7 +74,7 @@ export class CryptoPool {
 
   sign(digest: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
     if (this.inline()) return Promise.resolve(signDigest(digest, secretKey));
-    return this.enqueue(0, [digest, secretKey, randomFillSync(new Uint8Array(32))]) as Promise<Uint8Array>;
+    return this.enqueue(0, [digest, secretKey, random32()]) as Promise<Uint8Array>;
   }
 
   verify(sig: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): Promise<boolean> {

@@ -4,13 +4,11 @@
  * fastest of the three that exposes a raw 32-byte-digest API (nostr-wasm signs Nostr events only).
  * Signing uses fresh random auxRand, as upstream does; `signDigest(..., zeroAux)` exists for vectors.
  */
-import { randomFillSync } from 'node:crypto';
 import * as ecc from 'tiny-secp256k1';
-
-const aux = new Uint8Array(32);
+import { random32 } from './random-pool.js';
 
 export function signDigest(digest: Uint8Array, secretKey: Uint8Array, auxRand?: Uint8Array): Uint8Array {
-  return ecc.signSchnorr(digest, secretKey, auxRand ?? randomFillSync(aux));
+  return ecc.signSchnorr(digest, secretKey, auxRand ?? random32());
 }
 
 /** Never throws: malformed inputs are simply "does not verify". */
