@@ -63,3 +63,38 @@ export async function runHttpBench(opts: { seconds: number; concurrencies?: numb
   }
   return lines.join('\n');
 }
+
+/**
+ * What a receipt check adds to /infer: the same signed load with NODE_REQUIRE_PAYMENT=true, each
+ * request carrying a fresh client-signed receipt (1 sat, the router minimum at zero rates), against
+ * the same node configuration without payments.
+ */
+export async function runPaidHttpBench(opts: { seconds: number; concurrencies?: number[] }): Promise<string> {
+  const { generateIdentity } = await import('../../supervisor/crypto/keys.js');
+  const client = generateIdentity();
+  const rows: (string | number)[][] = [];
+  for (const paid of [false, true]) {
+    const node = await startNode({ NODE_CAPACITY_MAX: '256', NODE_QUEUE_MAX: '512', NODE_REQUIRE_PAYMENT: String(paid) });
+    try {
+      const sign = (n: number) =>
+        Array.from({ length: n }, () => {
+          const requestId = randomUUID();
+          const payload: InferenceRequest = { requestId, modelId: 'mock-model', prompt: PROMPT, maxTokens: MAX_TOKENS };
+          if (paid) {
+            payload.paymentReceipts = [
+              signEnvelope({ requestId, payeeType: 'node' as const, payeeId: 'node-1', amountSats: 1, paidAtMs: Date.now() }, client),
+            ];
+          }
+          return JSON.stringify(signEnvelope(payload, node.router));
+        });
+      await httpLoad({ url: `${node.url}/infer`, bodies: sign(200), concurrency: 8, seconds: 3 });
+      for (const c of opts.concurrencies ?? [1, 8]) {
+        const r = await httpLoad({ url: `${node.url}/infer`, bodies: sign(Math.ceil(900 * opts.seconds)), concurrency: c, seconds: opts.seconds });
+        rows.push([paid ? 'with receipt' : 'no payment', c, fmt(r.reqPerSec, 0), fmt(r.p50), fmt(r.p99), r.errors]);
+      }
+    } finally {
+      await node.stop();
+    }
+  }
+  return `## what a receipt check adds to /infer (mock runner)\n\n${table(['mode', 'c', 'req/s', 'p50 ms', 'p99 ms', 'errors'], rows)}`;
+}

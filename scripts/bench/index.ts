@@ -6,7 +6,7 @@
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const wanted = args.filter((a) => !a.startsWith('--'));
-const all = ['crypto', 'http', 'spawn', 'metering', 'payments', 'adapters'];
+const all = ['crypto', 'http', 'spawn', 'metering', 'payments', 'paid-http', 'adapters'];
 const sections = wanted.length > 0 ? wanted : all;
 const seconds = quick ? 2 : 5;
 
@@ -24,6 +24,11 @@ for (const section of sections) {
       case 'http': {
         const { runHttpBench } = await import('./http-bench.js');
         print(await runHttpBench({ seconds }));
+        break;
+      }
+      case 'paid-http': {
+        const { runPaidHttpBench } = await import('./http-bench.js');
+        print(await runPaidHttpBench({ seconds }));
         break;
       }
       case 'crypto': {

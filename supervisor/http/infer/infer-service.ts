@@ -157,7 +157,10 @@ export class InferService {
     const rough = estimateTokens(request.prompt);
     const fits = (n: number) => n + request.maxTokens <= model.contextWindow;
     const caps = this.deps.runner.capabilities();
-    const needExact = caps?.estimate === true && (rough + request.maxTokens >= model.contextWindow * EXACT_CONTEXT_CHECK_RATIO || this.deps.payments?.required === true);
+    // The exact count matters near the context limit, and for pricing a 402 (a request that carries
+    // receipts is priced by the router formula, which uses chars/4: no runner round trip for it).
+    const quoting = this.deps.payments?.required === true && !(request.paymentReceipts && request.paymentReceipts.length > 0);
+    const needExact = caps?.estimate === true && (rough + request.maxTokens >= model.contextWindow * EXACT_CONTEXT_CHECK_RATIO || quoting);
     if (!needExact) {
       if (!fits(rough)) throw contextError(rough, request.maxTokens, model);
       return { inputTokens: rough, exact: false };
