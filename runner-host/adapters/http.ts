@@ -33,6 +33,7 @@ import {
   validateInferRequest,
   waitUntilReady,
   type BackendEnv,
+  ModelCatalog,
 } from '../backend/common.js';
 import { logStderr } from '../backend/log.js';
 
@@ -69,8 +70,7 @@ export class HttpAdapter implements RunnerAdapter {
   readonly capabilities: RunnerCapabilities = { streaming: true, estimate: true, cancellation: true };
 
   private readonly conn: BackendConnection;
-  private models: ModelInfo[] | undefined;
-  private backendIds = new Map<string, string>();
+  private readonly catalog = new ModelCatalog();
   private estimateAvailable = true;
 
   constructor(private readonly env: BackendEnv) {
@@ -91,7 +91,7 @@ export class HttpAdapter implements RunnerAdapter {
       this.env.startTimeoutMs,
       'http backend',
     );
-    logStderr('info', 'http backend ready', { models: this.models?.length ?? 0, viaProxy: this.conn.client.viaProxy });
+    logStderr('info', 'http backend ready', { models: this.catalog.current?.length ?? 0, viaProxy: this.conn.client.viaProxy });
   }
 
   private async refreshModels(): Promise<ModelInfo[]> {
@@ -115,33 +115,15 @@ export class HttpAdapter implements RunnerAdapter {
       if (this.env.modelId !== undefined) logStderr('warn', 'FEDAI_MODEL_ID ignored: the http backend lists several models', { models: models.length });
       for (const m of models) ids.set(m.id, m.id);
     }
-    this.backendIds = ids;
-    this.models = models;
-    return models;
+    return this.catalog.set(models, ids);
   }
 
-  async listModels(): Promise<ModelInfo[]> {
-    try {
-      return await this.refreshModels();
-    } catch (err) {
-      if (this.models && err instanceof AdapterError && err.code === 'backend-unavailable') return this.models;
-      throw err;
-    }
+  listModels(): Promise<ModelInfo[]> {
+    return this.catalog.list(() => this.refreshModels());
   }
 
   maxParallel(): number {
     return this.env.maxParallel ?? 4;
-  }
-
-  private resolve(req: RunnerInferRequest): { backendId: string; info?: ModelInfo } {
-    if (!this.models) return { backendId: req.modelId };
-    const backendId = this.backendIds.get(req.modelId);
-    const info = this.models.find((m) => m.id === req.modelId);
-    if (!backendId || !info) throw new AdapterError('model-not-found', 'this runner does not serve the requested model', { details: ['modelId'] });
-    if (req.maxTokens > info.contextWindow) {
-      throw new AdapterError('context-window-exceeded', 'maxTokens exceeds the model context', { details: [`contextWindow=${info.contextWindow}`] });
-    }
-    return { backendId, info };
   }
 
   private validateResponse(j: unknown, request: RunnerInferRequest, t0: number): InferResult {
@@ -165,7 +147,7 @@ export class HttpAdapter implements RunnerAdapter {
 
   async infer(request: RunnerInferRequest, ctx: InferContext): Promise<InferResult> {
     validateInferRequest(request);
-    const { backendId } = this.resolve(request);
+    const { backendId } = this.catalog.resolve(request);
     this.conn.ensureUp();
     const stream = ctx.onDelta !== undefined;
     const t0 = performance.now();
@@ -232,7 +214,7 @@ export class HttpAdapter implements RunnerAdapter {
 
   async estimate(request: RunnerInferRequest): Promise<EstimateResult> {
     validateInferRequest(request);
-    const { backendId, info } = this.resolve(request);
+    const { backendId, info } = this.catalog.resolve(request);
     const fallback = (): EstimateResult => {
       const inputTokens = estimateTokens(request.prompt);
       const room = info ? Math.max(0, info.contextWindow - inputTokens) : request.maxTokens;

@@ -36,8 +36,8 @@ import {
   mapBackendError,
   readBackendEnv,
   validateInferRequest,
-  waitUntilReady,
   type BackendEnv,
+  waitForBackendHealth,
 } from '../backend/common.js';
 import { logStderr } from '../backend/log.js';
 
@@ -86,17 +86,7 @@ export class LlamaCppAdapter implements RunnerAdapter {
 
   async start(): Promise<void> {
     await this.conn.startManaged();
-    await waitUntilReady(
-      async () => {
-        const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
-        const body = await res.jsonOrUndefined();
-        if (res.status === 200) return true;
-        // 503 loading → backend-unavailable: waitUntilReady keeps polling; anything else fails the start
-        throw mapBackendError(res.status, body);
-      },
-      this.env.startTimeoutMs,
-      'llama.cpp server',
-    );
+    await waitForBackendHealth(this.conn, '/health', this.env.startTimeoutMs, 'llama.cpp server');
     await this.refreshModels();
     logStderr('info', 'llama_cpp backend ready', { nCtx: this.nCtx ?? -1, slots: this.slots, viaProxy: this.conn.client.viaProxy });
   }

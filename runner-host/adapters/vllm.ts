@@ -34,8 +34,9 @@ import {
   mapBackendError,
   readBackendEnv,
   validateInferRequest,
-  waitUntilReady,
   type BackendEnv,
+  ModelCatalog,
+  waitForBackendHealth,
 } from '../backend/common.js';
 import { logStderr } from '../backend/log.js';
 
@@ -56,9 +57,7 @@ export class VllmAdapter implements RunnerAdapter {
   readonly capabilities: RunnerCapabilities = { streaming: true, estimate: true, cancellation: true };
 
   private readonly conn: BackendConnection;
-  private models: ModelInfo[] | undefined;
-  /** advertised id → the backend's model id */
-  private backendIds = new Map<string, string>();
+  private readonly catalog = new ModelCatalog();
   private tokenizeAvailable = true;
   private readonly latency = new LatencyModel({ promptMsPerToken: 0.5, genMsPerToken: 20, overheadMs: 10 });
 
@@ -72,16 +71,7 @@ export class VllmAdapter implements RunnerAdapter {
 
   async start(): Promise<void> {
     await this.conn.startManaged();
-    await waitUntilReady(
-      async () => {
-        const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
-        const body = await res.jsonOrUndefined();
-        if (res.status === 200) return true;
-        throw mapBackendError(res.status, body);
-      },
-      this.env.startTimeoutMs,
-      'vLLM server',
-    );
+    await waitForBackendHealth(this.conn, '/health', this.env.startTimeoutMs, 'vLLM server');
     const models = await this.refreshModels();
     if (models.length === 0) throw new AdapterError('backend-error', 'vLLM serves no model', { details: ['no-models'] });
     logStderr('info', 'vllm backend ready', { models: models.length, viaProxy: this.conn.client.viaProxy });
@@ -108,18 +98,11 @@ export class VllmAdapter implements RunnerAdapter {
       logStderr('warn', 'vLLM reported no max_model_len: assuming a 4096-token context', { model: id });
       return { id, contextWindow: VLLM_FALLBACK_CONTEXT, maxTokens: VLLM_FALLBACK_CONTEXT, family: 'vllm (context window assumed: no max_model_len reported)' };
     });
-    this.backendIds = ids;
-    this.models = models;
-    return models;
+    return this.catalog.set(models, ids);
   }
 
-  async listModels(): Promise<ModelInfo[]> {
-    try {
-      return await this.refreshModels();
-    } catch (err) {
-      if (this.models && err instanceof AdapterError && err.code === 'backend-unavailable') return this.models;
-      throw err;
-    }
+  listModels(): Promise<ModelInfo[]> {
+    return this.catalog.list(() => this.refreshModels());
   }
 
   maxParallel(): number {
@@ -127,20 +110,9 @@ export class VllmAdapter implements RunnerAdapter {
     return this.env.maxParallel ?? 8;
   }
 
-  private resolveModel(req: RunnerInferRequest): { backendId: string; info?: ModelInfo } {
-    if (!this.models) return { backendId: req.modelId };
-    const backendId = this.backendIds.get(req.modelId);
-    const info = this.models.find((m) => m.id === req.modelId);
-    if (!backendId || !info) throw new AdapterError('model-not-found', 'this runner does not serve the requested model', { details: ['modelId'] });
-    if (req.maxTokens > info.contextWindow) {
-      throw new AdapterError('context-window-exceeded', 'maxTokens exceeds the model context', { details: [`contextWindow=${info.contextWindow}`] });
-    }
-    return { backendId, info };
-  }
-
   async infer(request: RunnerInferRequest, ctx: InferContext): Promise<InferResult> {
     validateInferRequest(request);
-    const { backendId } = this.resolveModel(request);
+    const { backendId } = this.catalog.resolve(request);
     this.conn.ensureUp();
     const stream = ctx.onDelta !== undefined;
     const body: Record<string, unknown> = {
@@ -254,7 +226,7 @@ export class VllmAdapter implements RunnerAdapter {
 
   async estimate(request: RunnerInferRequest): Promise<EstimateResult> {
     validateInferRequest(request);
-    const { backendId, info } = this.resolveModel(request);
+    const { backendId, info } = this.catalog.resolve(request);
     let inputTokens = estimateTokens(request.prompt);
     let exact = false;
     if (this.tokenizeAvailable) {

@@ -3,7 +3,7 @@
  * connection to the backend, safe error mapping and a latency model fed by observed timings.
  */
 import { AdapterError } from '../adapter.js';
-import type { RunnerInferRequest, Usage } from '../../supervisor/protocol/runner-protocol.js';
+import type { ModelInfo, RunnerInferRequest, Usage } from '../../supervisor/protocol/runner-protocol.js';
 import { BackendClient } from './backend-client.js';
 import { ManagedBackend, parseCommandLine } from './managed-backend.js';
 
@@ -250,4 +250,60 @@ export function isNonNegInt(v: unknown): v is number {
 
 export function envMaxParallel(env: BackendEnv, fallback: number): number {
   return env.maxParallel ?? Math.max(1, fallback);
+}
+
+/** Waits until GET `path` answers 200; 503 (loading) keeps waiting, other statuses fail the start. */
+export function waitForBackendHealth(conn: BackendConnection, path: string, deadlineMs: number, what: string): Promise<void> {
+  return waitUntilReady(
+    async () => {
+      const res = await conn.client.request({ method: 'GET', path, timeoutMs: 5_000 });
+      const body = await res.jsonOrUndefined();
+      if (res.status === 200) return true;
+      throw mapBackendError(res.status, body);
+    },
+    deadlineMs,
+    what,
+  );
+}
+
+/**
+ * The models a backend serves, as advertised (FEDAI_MODEL_ID may rename them) and as the backend
+ * calls them. Keeps the last good list while the backend is briefly unavailable.
+ */
+export class ModelCatalog {
+  private models: ModelInfo[] | undefined;
+  private backendIds = new Map<string, string>();
+
+  get current(): ModelInfo[] | undefined {
+    return this.models;
+  }
+
+  /** Replaces the catalogue; `backendIds` maps advertised id → backend id. */
+  set(models: ModelInfo[], backendIds: Map<string, string>): ModelInfo[] {
+    this.models = models;
+    this.backendIds = backendIds;
+    return models;
+  }
+
+  /** A fresh list, or the last good one when the backend is momentarily unavailable. */
+  async list(refresh: () => Promise<ModelInfo[]>): Promise<ModelInfo[]> {
+    try {
+      return await refresh();
+    } catch (err) {
+      if (this.models && err instanceof AdapterError && err.code === 'backend-unavailable') return this.models;
+      throw err;
+    }
+  }
+
+  /** The backend's id for a request's model; model-not-found / context-window-exceeded otherwise. */
+  resolve(req: RunnerInferRequest): { backendId: string; info?: ModelInfo } {
+    if (!this.models) return { backendId: req.modelId };
+    const backendId = this.backendIds.get(req.modelId);
+    const info = this.models.find((m) => m.id === req.modelId);
+    if (!backendId || !info) throw new AdapterError('model-not-found', 'this runner does not serve the requested model', { details: ['modelId'] });
+    if (req.maxTokens > info.contextWindow) {
+      throw new AdapterError('context-window-exceeded', 'maxTokens exceeds the model context', { details: [`contextWindow=${info.contextWindow}`] });
+    }
+    return { backendId, info };
+  }
 }
