@@ -8,10 +8,10 @@ import { execa, type ResultPromise } from 'execa';
 import {
   createMessageConnection,
   StreamMessageReader,
-  StreamMessageWriter,
   type CancellationToken,
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
+import { FramedMessageWriter } from '../../protocol/framed-message-writer.js';
 import { RunnerMethod, type InferChunkParams, type LogParams } from '../../protocol/runner-protocol.js';
 import { FrameChecker, MAX_FRAME_BYTES } from './frame-checker.js';
 
@@ -97,7 +97,7 @@ export class RunnerClient {
       });
     });
     this.proc.catch(() => undefined);
-    this.conn = createMessageConnection(new StreamMessageReader(tee), new StreamMessageWriter(this.proc.stdin!));
+    this.conn = createMessageConnection(new StreamMessageReader(tee), new FramedMessageWriter(this.proc.stdin!));
     this.conn.onNotification(RunnerMethod.inferChunk, (p: InferChunkParams) => {
       this.chunks.push({ ...p, seq: this.seq++ });
       this.onChunk?.(p);
