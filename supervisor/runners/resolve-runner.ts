@@ -12,7 +12,7 @@ import { PACKAGE_ROOT, runnerHostCommand } from './runner-command.js';
 export interface ResolvedRunner {
   /** Name checked against NODE_SANDBOX_ALLOWED_RUNNERS and used in metrics. */
   name: string;
-  /** FEDAI_ADAPTER for runner-host ('' for exec runners). */
+  /** FEDAI_ADAPTER for runner-host ('exec' for external programs). */
   adapter: string;
   command: string[];
   codeDirs: string[];
@@ -61,7 +61,14 @@ export function resolveRunnerCommand(config: Config, override?: string[]): Resol
     const exe = whichSync(argv[0] ?? '');
     if (!exe) throw new ConfigError([`NODE_RUNNER_EXEC: program "${argv[0]}" not found on PATH`]);
     const scriptDirs = argv.slice(1).filter((a) => a.startsWith('/') || a.endsWith('.py') || a.endsWith('.js')).map((a) => path.dirname(path.resolve(a)));
-    return { name: 'exec', adapter: '', command: [exe, ...argv.slice(1)], codeDirs: [...new Set(scriptDirs)], needsEgress: false };
+    // An external runner gets the same backend settings a built-in one would (NODE_RUNNER_URL, key).
+    return {
+      name: 'exec',
+      adapter: 'exec',
+      command: [exe, ...argv.slice(1)],
+      codeDirs: [...new Set(scriptDirs)],
+      needsEgress: config.NODE_RUNNER_URL !== undefined,
+    };
   }
   return {
     name: config.NODE_RUNNER,
