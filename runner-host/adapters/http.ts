@@ -26,7 +26,6 @@ import { sseEvents } from '../backend/sse.js';
 import {
   ADAPTER_VERSION,
   BackendConnection,
-  errorDetails,
   isNonNegInt,
   mapBackendError,
   readBackendEnv,
@@ -34,6 +33,7 @@ import {
   waitUntilReady,
   type BackendEnv,
   ModelCatalog,
+  probeBackendHealth,
 } from '../backend/common.js';
 import { logStderr } from '../backend/log.js';
 
@@ -242,21 +242,8 @@ export class HttpAdapter implements RunnerAdapter {
     };
   }
 
-  async health(): Promise<HealthResult> {
-    const m = this.conn.managed;
-    if (m && m.state !== 'ready') return { ok: false, detail: `backend-${m.state}` };
-    try {
-      const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
-      const body = await res.jsonOrUndefined();
-      if (res.ok) return { ok: true };
-      const err = mapBackendError(res.status, body);
-      if (err.details?.includes('authentication')) return { ok: false, detail: 'authentication' };
-      if (err.details?.includes('loading')) return { ok: false, detail: 'loading' };
-      return { ok: false, detail: errorDetails(res.status, body).join(' ') };
-    } catch (err) {
-      if (err instanceof AdapterError) return { ok: false, detail: err.code === 'egress-not-allowed' ? 'egress-not-allowed' : (err.details ?? [err.code]).join(' ') };
-      return { ok: false, detail: 'unreachable' };
-    }
+  health(): Promise<HealthResult> {
+    return probeBackendHealth(this.conn, '/health');
   }
 
   async stop(): Promise<void> {

@@ -31,13 +31,13 @@ import {
   ADAPTER_VERSION,
   BackendConnection,
   LatencyModel,
-  errorDetails,
   isNonNegInt,
   mapBackendError,
   readBackendEnv,
   validateInferRequest,
   type BackendEnv,
   waitForBackendHealth,
+  probeBackendHealth,
 } from '../backend/common.js';
 import { logStderr } from '../backend/log.js';
 
@@ -294,21 +294,8 @@ export class LlamaCppAdapter implements RunnerAdapter {
     return { inputTokens, exact, outputTokensMax, latencyEstimateMs: this.latency.estimateMs(inputTokens, outputTokensMax) };
   }
 
-  async health(): Promise<HealthResult> {
-    const m = this.conn.managed;
-    if (m && m.state !== 'ready') return { ok: false, detail: `backend-${m.state}` };
-    try {
-      const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
-      const body = await res.jsonOrUndefined();
-      if (res.status === 200) return { ok: true };
-      const err = mapBackendError(res.status, body);
-      if (err.details?.includes('loading')) return { ok: false, detail: 'loading' };
-      if (err.details?.includes('authentication')) return { ok: false, detail: 'authentication' };
-      return { ok: false, detail: errorDetails(res.status, body).join(' ') };
-    } catch (err) {
-      if (err instanceof AdapterError) return { ok: false, detail: err.code === 'egress-not-allowed' ? 'egress-not-allowed' : (err.details ?? [err.code]).join(' ') };
-      return { ok: false, detail: 'unreachable' };
-    }
+  health(): Promise<HealthResult> {
+    return probeBackendHealth(this.conn, '/health');
   }
 
   async stop(): Promise<void> {

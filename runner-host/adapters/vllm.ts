@@ -29,7 +29,6 @@ import {
   ADAPTER_VERSION,
   BackendConnection,
   LatencyModel,
-  errorDetails,
   isNonNegInt,
   mapBackendError,
   readBackendEnv,
@@ -37,6 +36,7 @@ import {
   type BackendEnv,
   ModelCatalog,
   waitForBackendHealth,
+  probeBackendHealth,
 } from '../backend/common.js';
 import { logStderr } from '../backend/log.js';
 
@@ -247,28 +247,12 @@ export class VllmAdapter implements RunnerAdapter {
     return { inputTokens, exact, outputTokensMax, latencyEstimateMs: this.latency.estimateMs(inputTokens, outputTokensMax) };
   }
 
-  async health(): Promise<HealthResult> {
-    const m = this.conn.managed;
-    if (m && m.state !== 'ready') return { ok: false, detail: `backend-${m.state}` };
-    try {
-      const res = await this.conn.client.request({ method: 'GET', path: '/health', timeoutMs: 5_000 });
-      const body = await res.jsonOrUndefined();
-      if (res.status !== 200) {
-        const err = mapBackendError(res.status, body);
-        if (err.details?.includes('authentication')) return { ok: false, detail: 'authentication' };
-        return { ok: false, detail: errorDetails(res.status, body).join(' ') };
-      }
+  health(): Promise<HealthResult> {
+    // Deep: the server answers AND still lists a model (an engine that lost its model is not healthy).
+    return probeBackendHealth(this.conn, '/health', async () => {
       const models = await this.refreshModels();
-      if (models.length === 0) return { ok: false, detail: 'no-models' };
-      return { ok: true };
-    } catch (err) {
-      if (err instanceof AdapterError) {
-        if (err.code === 'egress-not-allowed') return { ok: false, detail: 'egress-not-allowed' };
-        if (err.details?.includes('authentication')) return { ok: false, detail: 'authentication' };
-        return { ok: false, detail: (err.details ?? [err.code]).join(' ') };
-      }
-      return { ok: false, detail: 'unreachable' };
-    }
+      return models.length === 0 ? { ok: false, detail: 'no-models' } : { ok: true };
+    });
   }
 
   async stop(): Promise<void> {

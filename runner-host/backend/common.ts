@@ -3,7 +3,7 @@
  * connection to the backend, safe error mapping and a latency model fed by observed timings.
  */
 import { AdapterError } from '../adapter.js';
-import type { ModelInfo, RunnerInferRequest, Usage } from '../../supervisor/protocol/runner-protocol.js';
+import type { HealthResult, ModelInfo, RunnerInferRequest, Usage } from '../../supervisor/protocol/runner-protocol.js';
 import { BackendClient } from './backend-client.js';
 import { ManagedBackend, parseCommandLine } from './managed-backend.js';
 
@@ -305,5 +305,31 @@ export class ModelCatalog {
       throw new AdapterError('context-window-exceeded', 'maxTokens exceeds the model context', { details: [`contextWindow=${info.contextWindow}`] });
     }
     return { backendId, info };
+  }
+}
+
+/** The stable health detail for an adapter error, when it is one operators act on. */
+function healthDetail(err: AdapterError): string | undefined {
+  if (err.code === 'egress-not-allowed') return 'egress-not-allowed';
+  if (err.details?.includes('authentication')) return 'authentication';
+  if (err.details?.includes('loading')) return 'loading';
+  return undefined;
+}
+
+/**
+ * The health check every HTTP-backed adapter runs: a managed backend must be ready; GET `path` with
+ * the inference credentials must answer 2xx; then `deep` (e.g. "the model is listed") decides.
+ */
+export async function probeBackendHealth(conn: BackendConnection, path: string, deep?: () => Promise<HealthResult>): Promise<HealthResult> {
+  const m = conn.managed;
+  if (m && m.state !== 'ready') return { ok: false, detail: `backend-${m.state}` };
+  try {
+    const res = await conn.client.request({ method: 'GET', path, timeoutMs: 5_000 });
+    const body = await res.jsonOrUndefined();
+    if (!res.ok) return { ok: false, detail: healthDetail(mapBackendError(res.status, body)) ?? errorDetails(res.status, body).join(' ') };
+    return deep ? await deep() : { ok: true };
+  } catch (err) {
+    if (err instanceof AdapterError) return { ok: false, detail: healthDetail(err) ?? (err.details ?? [err.code]).join(' ') };
+    return { ok: false, detail: 'unreachable' };
   }
 }
