@@ -10,7 +10,6 @@ import type { Logger } from 'pino';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Config } from './config/load-config.js';
 import { resolveIdentity, type ResolvedIdentity } from './config/identity.js';
-import { FedaiError } from './errors.js';
 import { createApp } from './http/app.js';
 import { Capacity } from './http/infer/capacity.js';
 import { InferService } from './http/infer/infer-service.js';
@@ -234,4 +233,3 @@ export class FedaiNode {
   }
 }
 
-export { FedaiError };

@@ -51,12 +51,10 @@ export async function dispatch(program: string, commands: CliCommand[], argv: st
 }
 
 export function processIO(): CliIO {
-  const ac = new AbortController();
   return {
     stdout: (t) => void process.stdout.write(t),
     stderr: (t) => void process.stderr.write(t),
     env: process.env,
     cwd: process.cwd(),
-    signal: ac.signal,
   };
 }

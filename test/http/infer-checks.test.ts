@@ -4,8 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import http from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { generateIdentity } from '../../supervisor/crypto/keys.js';
-import { signEnvelope } from '../../supervisor/crypto/envelope.js';
+import { checkEnvelopeSignature, signEnvelope } from '../../supervisor/crypto/envelope.js';
 import { startTestNode, type TestNode } from '../helpers/test-node.js';
 
 let t: TestNode;
@@ -116,9 +118,7 @@ describe('/infer check order', () => {
   });
 
   it('nonces are scoped per signer: another trusted key may use the same nonce', async () => {
-    const other = await startTestNode({ NODE_ROUTER_ALLOWLIST: [generateIdentity().npub].join(',') });
-    await other.stop();
-    // within one node: the dev router and a second allowed router share a nonce string
+    // the dev router and a second allowed router use the same nonce string on one node
     const second = generateIdentity();
     const n2 = await startTestNode({ NODE_ROUTER_ALLOWLIST: second.npub });
     try {
@@ -185,6 +185,11 @@ describe('/infer limits that need their own node', () => {
       const req = n.request({ maxTokens: 64 });
       const r = await n.post('/infer', n.sign(req));
       expect({ status: r.status, error: r.json.error }).toEqual({ status: 504, error: 'runner-timeout' });
+      const dir = path.join(n.dataDir, 'metering');
+      const records = readdirSync(dir).flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+      const rec = records.find((e) => e.payload.requestId === req.requestId);
+      expect(rec?.payload.outcome).toBe('timeout');
+      expect(checkEnvelopeSignature(rec)).toBeNull();
     } finally {
       await n.stop();
     }

@@ -29,7 +29,7 @@ anything leaks or a layer the profile requires is missing. Run it as the user th
       }
       throw err;
     }
-    const logger = createLogger({ level: config.LOG_LEVEL, destination: undefined });
+    const logger = createLogger({ level: config.LOG_LEVEL });
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'fedai-check-sandbox-'));
     try {
       const result = await checkSandbox({ profile: values.profile, config, logger, dataDir });

@@ -202,14 +202,15 @@ export class InferService {
     try {
       let result: InferResult;
       try {
-        result = await trace.child('fedai.runner', () =>
-          this.deps.runner.infer(toRunnerRequest(request, model), {
+        result = await trace.child('fedai.runner', () => {
+          const traceparent = trace.traceparent();
+          return this.deps.runner.infer(toRunnerRequest(request, model), {
             stream: opts.stream === true,
             ...(onChunk ? { onChunk } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
-            ...(trace.traceparent() ? { traceparent: trace.traceparent()! } : {}),
-          }),
-        );
+            ...(traceparent ? { traceparent } : {}),
+          });
+        });
       } catch (err) {
         const e = toFedaiError(err);
         if (NOT_REACHED.has(e.code)) throw e;
