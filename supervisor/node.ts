@@ -22,7 +22,6 @@ import { PaymentGate } from './payments/payment-gate.js';
 import { createLauncher } from './sandbox/select-launcher.js';
 import type { Launcher } from './sandbox/launch-plan.js';
 import { RunnerManager } from './runners/runner-manager.js';
-import { sweepStaleRunners } from './runners/pidfile.js';
 import { resolveRunnerCommand } from './runners/resolve-runner.js';
 import { Heartbeat } from './heartbeat/heartbeat.js';
 import { discoverRelays, relayOptionsFromConfig } from './relay/relay-discovery.js';
@@ -93,7 +92,6 @@ export class FedaiNode {
 
     const launcher = await createLauncher(config, logger, { dataDir, metrics: { egressRefusal: (r: string) => metrics.egressRefusal(r) } });
     await launcher.init?.();
-    await sweepStaleRunners(dataDir, logger);
     const runnerSpec = resolveRunnerCommand(config, opts.runnerCommand);
     const runner = new RunnerManager({
       name: runnerSpec.name,

@@ -185,7 +185,7 @@ describe('reporting', () => {
 });
 
 describe('unknownVariables', () => {
-  it('names NODE_/ROUTER_ look-alikes that are not in the table, but not Node.js own variables', async () => {
+  test('names NODE_/ROUTER_ look-alikes that are not in the table, but not Node.js own variables', async () => {
     const { unknownVariables } = await import('../../supervisor/config/load-config.js');
     expect(unknownVariables({ NODE_RUNER: 'mock', ROUTER_KEYID: 'x', NODE_OPTIONS: '--x', NODE_EXTRA_CA_CERTS: '/a', NODE_RUNNER: 'mock', PATH: '/bin' })).toEqual(['NODE_RUNER', 'ROUTER_KEYID']);
   });
