@@ -15,8 +15,16 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FedaiError, toFedaiError, type ErrorCode } from '../../errors.js';
-import { checkEnvelopeSignature, checkEnvelopeSignatureOn, signEnvelope, signEnvelopeOn, type Envelope, type SchnorrWorkers } from '../../crypto/envelope.js';
-import { isNpub } from '../../crypto/keys.js';
+import {
+  checkEnvelopeSignature,
+  checkEnvelopeSignatureOn,
+  isNpubKeyId,
+  publicKeyForKeyId,
+  signEnvelope,
+  signEnvelopeOn,
+  type Envelope,
+  type SchnorrWorkers,
+} from '../../crypto/envelope.js';
 import type { Config } from '../../config/load-config.js';
 import type { ResolvedIdentity } from '../../config/identity.js';
 import { validateEnvelopeOf } from '../../protocol/wire-schemas.js';
@@ -100,7 +108,7 @@ export class InferService {
     trace.annotate({ 'fedai.request_id': request.requestId, 'gen_ai.request.model': request.modelId, 'gen_ai.request.max_tokens': request.maxTokens });
 
     await trace.child('fedai.verify', async () => {
-      if (!isNpub(envelope.keyId)) throw new FedaiError('invalid-key-id');
+      if (!isValidNpub(envelope.keyId)) throw new FedaiError('invalid-key-id');
       if (identity.blockedRouters.has(envelope.keyId)) throw new FedaiError('router-blocked');
       if (!identity.trustedRouters.has(envelope.keyId)) throw new FedaiError('router-not-allowed');
       const failure = this.deps.crypto ? await checkEnvelopeSignatureOn(this.deps.crypto, envelope) : checkEnvelopeSignature(envelope);
@@ -291,6 +299,17 @@ export class InferService {
     const response = await responseSigned;
     this.deps.metrics.metering(m.outcome);
     return response ? { metering: envelope, response } : { metering: envelope };
+  }
+}
+
+/** npub form and a real curve point, through the envelope module's key cache (parsed once per signer). */
+function isValidNpub(keyId: string): boolean {
+  if (!isNpubKeyId(keyId)) return false;
+  try {
+    publicKeyForKeyId(keyId);
+    return true;
+  } catch {
+    return false;
   }
 }
 
