@@ -15,6 +15,7 @@ import { Capacity } from './http/infer/capacity.js';
 import { InferService } from './http/infer/infer-service.js';
 import { NonceStore } from './replay/nonce-store.js';
 import { CryptoPool } from './crypto/crypto-pool.js';
+import { loadNativeSchnorr, schnorrBackend, useSchnorrBackend } from './crypto/schnorr.js';
 import { MeteringSpool } from './metering/metering-spool.js';
 import { NodeMetrics } from './observability/metrics.js';
 import { inferSpan, startTracing, type Tracing } from './observability/tracing.js';
@@ -68,6 +69,12 @@ export class FedaiNode {
     const { config, logger } = opts;
     const dataDir = path.resolve(config.NODE_DATA_DIR);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // The signature backend first: NODE_SCHNORR_BACKEND=native without the native build stops here.
+    const schnorr = useSchnorrBackend(config.NODE_SCHNORR_BACKEND);
+    if (schnorr.name === 'wasm' && config.NODE_SCHNORR_BACKEND === 'auto') {
+      const native = loadNativeSchnorr();
+      logger.warn({ reason: 'error' in native ? native.error : undefined }, 'signatures use the WebAssembly libsecp256k1 (~4x slower than the native build)');
+    }
     const identity = resolveIdentity(config, dataDir);
     for (const f of identity.created) logger.info({ file: f }, 'created development key');
 
@@ -158,7 +165,7 @@ export class FedaiNode {
     });
     const addr = node.server.address();
     boundPort = addr && typeof addr === 'object' ? addr.port : undefined;
-    logger.info({ url: node.url, npub: identity.node.npub, nodeId: config.NODE_ID, sandbox: launcher.mode, runner: runner.name }, 'node listening');
+    logger.info({ url: node.url, npub: identity.node.npub, nodeId: config.NODE_ID, sandbox: launcher.mode, runner: runner.name, schnorr: schnorr.detail }, 'node listening');
 
     const runnerStarted = runner.start().catch((err) => logger.error({ err }, 'runner start failed'));
     if (opts.waitForRunner) await runnerStarted;
@@ -190,6 +197,7 @@ export class FedaiNode {
         verificationEnabled: this.config.NODE_LN_BACKEND !== 'none' || this.config.NODE_LN_VERIFY_URL !== undefined,
       },
       sandbox: { mode: this.launcher.mode },
+      crypto: { schnorr: schnorrBackend().name, workers: this.crypto.size },
       tracing: this.tracing.enabled,
     };
   }

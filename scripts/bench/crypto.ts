@@ -1,5 +1,5 @@
 /**
- * Signature and canonical-JSON throughput: the numbers behind the choice of tiny-secp256k1 in
+ * Signature and canonical-JSON throughput: the numbers behind the Schnorr backends in
  * supervisor/crypto/schnorr.ts and the cost of one /infer verification.
  *
  *   node --import ./scripts/register-ts.mjs scripts/bench/crypto.ts [seconds-per-row]
@@ -16,6 +16,7 @@ import { initNostrWasm } from 'nostr-wasm';
 import { canonicalize } from '../../supervisor/protocol/canonical-json.js';
 import { checkEnvelopeSignature, signEnvelope, verifyEnvelope, type Envelope } from '../../supervisor/crypto/envelope.js';
 import { parseIdentity } from '../../supervisor/crypto/keys.js';
+import { loadNativeSchnorr, schnorrBackend } from '../../supervisor/crypto/schnorr.js';
 import { validateEnvelopeOf } from '../../supervisor/protocol/wire-schemas.js';
 
 export interface CryptoBenchRow {
@@ -94,6 +95,15 @@ export async function runCryptoBench(opts: { seconds?: number } = {}): Promise<C
   rows.push(measure('tiny-secp256k1 signSchnorr (32-byte digest)', seconds, () => ecc.signSchnorr(digest, sk, randomBytes(32))));
   rows.push(measure('tiny-secp256k1 verifySchnorr', seconds, () => ecc.verifySchnorr(digest, pk, tinySig)));
 
+  const native = loadNativeSchnorr();
+  if ('backend' in native) {
+    const b = native.backend;
+    rows.push(measure('bcrypto native schnorr sign (32-byte digest)', seconds, () => b.sign(digest, sk, randomBytes(32))));
+    rows.push(measure('bcrypto native schnorr verify', seconds, () => b.verify(tinySig, digest, pk)));
+  } else {
+    rows.push({ name: `bcrypto native: ${native.error}`, opsPerSec: NaN, usPerOp: NaN });
+  }
+
   const nostr = await initNostrWasm();
   const content = 'x'.repeat(1024);
   const template = { kind: 1, created_at: 1700000000, tags: [] as string[][], content };
@@ -108,8 +118,9 @@ export async function runCryptoBench(opts: { seconds?: number } = {}): Promise<C
   const { router, payload } = v2bLikePayload();
   const env = signEnvelope(payload, router, { nonce: 'nonce-2', ts: 1700000000123 });
   const envWire = JSON.stringify(env);
-  rows.push(measure('signEnvelope (v2b-size payload)', seconds, () => signEnvelope(payload, router)));
-  rows.push(measure('verifyEnvelope (v2b-size payload)', seconds, () => verifyEnvelope(env)));
+  const active = schnorrBackend().name;
+  rows.push(measure(`signEnvelope (v2b-size payload, ${active})`, seconds, () => signEnvelope(payload, router)));
+  rows.push(measure(`verifyEnvelope (v2b-size payload, ${active})`, seconds, () => verifyEnvelope(env)));
   rows.push(
     measure('JSON.parse + validateEnvelopeOf + checkEnvelopeSignature (v2b)', seconds, () => {
       const parsed = JSON.parse(envWire) as unknown;

@@ -49,6 +49,7 @@ export const ENV_SPEC = {
   NODE_CAPACITY_MAX: v({ kind: 'int', default: '4', min: 1, max: 100000, group: 'limits', doc: 'concurrent inferences this node admits' }),
   NODE_CAPACITY_LOAD: v({ kind: 'int', default: '0', min: 0, group: 'limits', doc: 'external load counted against NODE_CAPACITY_MAX' }),
   NODE_CRYPTO_WORKERS: v({ kind: 'int', default: '2', min: 0, max: 64, group: 'limits', doc: 'worker threads for signature checks and signing (0 = on the event loop)' }),
+  NODE_SCHNORR_BACKEND: v({ kind: 'enum', values: ['auto', 'native', 'wasm'], default: 'auto', group: 'limits', doc: 'BIP-340 implementation: `native` libsecp256k1 (optional dependency bcrypto, built by npm ci; ~4× faster), `wasm` tiny-secp256k1, `auto` native when built' }),
   NODE_QUEUE_MAX: v({ kind: 'int', default: '64', min: 0, group: 'limits', doc: 'requests that may wait for a runner slot beyond the runner\'s parallelism' }),
   // runner
   NODE_RUNNER: v({ kind: 'enum', values: ['mock', 'http', 'llama_cpp', 'vllm', 'exec'], default: 'mock', group: 'runner', doc: 'runner adapter; `exec` runs NODE_RUNNER_EXEC (any language)' }),

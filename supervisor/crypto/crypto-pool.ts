@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { signDigest, verifyDigest } from './schnorr.js';
+import { schnorrBackend, signDigest, verifyDigest } from './schnorr.js';
 import { random32 } from './random-pool.js';
 
 const SLOT = 128;
@@ -41,7 +41,7 @@ export class CryptoPool {
 
   constructor(readonly size: number) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_FILE, { execArgv: [], env: {} });
+      const worker = new Worker(WORKER_FILE, { execArgv: [], env: {}, workerData: { backend: schnorrBackend().name } });
       worker.unref();
       const lane: Lane = { worker, queued: [], inFlight: [], load: 0 };
       worker.on('message', ({ out }: { out: Uint8Array }) => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { checkEnvelopeSignature } from '../../supervisor/crypto/envelope.js';
+import { loadNativeSchnorr, useSchnorrBackend } from '../../supervisor/crypto/schnorr.js';
 import { startTestNode, parseSse, type TestNode } from '../helpers/test-node.js';
 
 function spoolRecords(dataDir: string): any[] {
@@ -158,9 +159,28 @@ describe('GET routes', () => {
     const st = (await (await fetch(`${t.url}/status`)).json()) as any;
     expect(st).toMatchObject({ ok: true, ready: true, nodeId: 'node-1', npub: t.node.identity.node.npub, capacity: { maxConcurrent: 4 }, payments: { requirePayment: false } });
     expect(st.runner.state).toBe('ready');
+    expect(st.crypto).toEqual({ schnorr: 'backend' in loadNativeSchnorr() ? 'native' : 'wasm', workers: 2 });
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     expect(metrics).toMatch(/node_inference_requests_total\{[^}]*status="200"[^}]*\} \d+/);
     expect(metrics).toContain('node_inference_duration_seconds_bucket');
     expect(metrics).toContain('node_time_to_first_token_seconds');
+  });
+});
+
+describe('NODE_SCHNORR_BACKEND', () => {
+  it('wasm: the node reports it and its signed answers verify like the native ones', async () => {
+    const n = await startTestNode({ NODE_SCHNORR_BACKEND: 'wasm' });
+    try {
+      expect(((await (await fetch(`${n.url}/status`)).json()) as any).crypto.schnorr).toBe('wasm');
+      const r = await n.post('/infer', n.sign(n.request()));
+      expect(r.status).toBe(200);
+      const body = r.json;
+      useSchnorrBackend('auto');
+      expect(checkEnvelopeSignature(body.response)).toBeNull();
+      expect(checkEnvelopeSignature(body.metering)).toBeNull();
+    } finally {
+      await n.stop();
+      useSchnorrBackend('auto');
+    }
   });
 });
