@@ -111,7 +111,7 @@ describe('the worker pool uses the selected backend', () => {
     for (const p of pools) await p.close();
     useSchnorrBackend('auto');
   });
-  const names = ['wasm', ...('backend' in native ? ['native'] : [])] as const;
+  const names: ('wasm' | 'native')[] = ['wasm', ...('backend' in native ? (['native'] as const) : [])];
   test.each(names)('%s: signatures from the workers verify inline, and tampering fails on the workers', async (name) => {
     useSchnorrBackend(name);
     const pool = new CryptoPool(2);
