@@ -224,8 +224,10 @@ export class MeteringSpool {
   private schedule(): void {
     if (this.flushing || this.scheduled) return;
     this.scheduled = true;
-    // Defer one macrotask so appends made in the same tick (a burst) share the first batch.
-    setImmediate(() => {
+    // Defer to the end of this tick so appends made in the same tick share the first batch; appends made
+    // while a batch is being written wait for the next one (group commit). A macrotask hop here would
+    // add its latency to every lone request.
+    queueMicrotask(() => {
       this.scheduled = false;
       this.flushing = this.flushLoop().finally(() => {
         this.flushing = null;
