@@ -11,9 +11,10 @@
  *  - Entry key = first 16 bytes of sha256(keyId + '\0' + nonce): fixed size whatever the keyId/nonce
  *    length. A collision can only refuse a fresh nonce, never admit a replay.
  *  - Disk (lmdb, `<dir>/nonces.mdb`): key = 8-byte big-endian ts ‖ 16-byte entry key, so the file is
- *    ts-ordered and pruning is a range walk. Writes are batched by lmdb asynchronously; flush() waits
- *    until everything is committed and synced, close() flushes. A hard crash can lose the last
- *    few milliseconds of commits (lmdb's batch); a clean stop loses nothing.
+ *    ts-ordered and pruning is a range walk. Writes are batched by lmdb asynchronously (a commit costs
+ *    the hot path nothing); durable() resolves once the latest commit is synced to disk, and the node
+ *    waits for it before it meters or answers a request, so no answered request's nonce can be lost
+ *    by a crash (the write runs while the runner works). flush() waits for everything; close() flushes.
  *  - Bounded at maxEntries: when full, expired entries go first, then the oldest (smallest ts). The
  *    largest ts ever evicted or pruned is the low-water mark (persisted): any envelope with
  *    ts ≤ mark is refused as 'ts-out-of-window', so neither eviction nor pruning opens a replay hole.
@@ -210,6 +211,18 @@ export class NonceStore {
   prune(): number {
     if (this.closed) return 0;
     return this.pruneAt(this.now());
+  }
+
+  /**
+   * Resolves once every nonce committed so far is synced to disk (lmdb's `flushed` for the batch the
+   * latest commit went into). Never rejects: a failed write is logged and reported by flush().
+   */
+  durable(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return Promise.resolve(this.root.flushed as PromiseLike<unknown>).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** Resolves when every commit so far is committed and synced to disk. */

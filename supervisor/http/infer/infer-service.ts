@@ -67,6 +67,8 @@ export interface AdmittedRequest {
   readonly request: InferenceRequest;
   readonly model: ModelInfo;
   readonly payment?: PaymentTicketPort;
+  /** The consumed nonce is on disk (awaited before anything is metered or answered). */
+  readonly nonceDurable: Promise<void>;
   /** Releases the capacity slot; idempotent. */
   readonly release: () => void;
 }
@@ -146,7 +148,9 @@ export class InferService {
       release();
       throw err;
     }
-    const admitted: AdmittedRequest = { envelope, request, model, release, ...(payment ? { payment } : {}) };
+    // The nonce reaches the disk while the runner works; meter() waits for it.
+    const nonceDurable = this.deps.replay.durable();
+    const admitted: AdmittedRequest = { envelope, request, model, release, nonceDurable, ...(payment ? { payment } : {}) };
     return admitted;
   }
 
@@ -285,7 +289,12 @@ export class InferService {
       ...(admitted.payment ? { paymentRef: admitted.payment.reference } : {}),
     };
     // The response is signed while the metering record is being made durable (fsync runs off-thread).
-    const envelope = await this.sign(record);
+    const signed = this.sign(record);
+    signed.catch(() => undefined); // awaited below; a rejection while waiting is not unhandled
+    // A crash after this point must not let the request run again: its nonce is on disk before its
+    // metering record is, and so before any answer (usually long done: it was written during the run).
+    await admitted.nonceDurable;
+    const envelope = await signed;
     const appended = this.deps.spool.append(envelope);
     appended.catch(() => undefined);
     const responseSigned = responsePayload ? this.sign(responsePayload) : undefined;

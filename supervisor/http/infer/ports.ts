@@ -35,6 +35,8 @@ export type ReplayVerdict = null | 'ts-out-of-window' | 'nonce-reused';
 export interface ReplayPort {
   check(keyId: string, nonce: string, ts: number): ReplayVerdict;
   commit(keyId: string, nonce: string, ts: number): ReplayVerdict;
+  /** Resolves once every nonce committed so far is on disk; never rejects. */
+  durable(): Promise<void>;
 }
 
 export interface PaymentTicketPort {
