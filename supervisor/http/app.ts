@@ -43,18 +43,6 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('query parser', false);
   app.use(requestIdMiddleware);
 
-  app.get('/health', (_req, res) => sendJson(res, 200, { ok: true }));
-  app.get('/ready', (_req, res) => {
-    if (deps.ready() && deps.accepting()) sendJson(res, 200, { ready: true });
-    else sendError(res, new FedaiError(deps.accepting() ? 'runner-unavailable' : 'node-draining', { retryAfterS: 5 }), deps.logger);
-  });
-  app.get('/status', (_req, res) => sendJson(res, 200, deps.status()));
-  app.get('/metrics', async (_req, res) => {
-    const m = await deps.metrics.render();
-    res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(m.body) });
-    res.end(m.body);
-  });
-
   const traced = <T>(route: string, fn: (trace: TracePort) => Promise<T>): Promise<T> =>
     deps.traced ? deps.traced(route, fn) : fn(NO_TRACE);
 
@@ -126,6 +114,19 @@ export function createApp(deps: AppDeps): express.Express {
       }
     }),
   );
+
+  // The GET routes come after the inference routes: express tries routes in order, and /infer is the hot path.
+  app.get('/health', (_req, res) => sendJson(res, 200, { ok: true }));
+  app.get('/ready', (_req, res) => {
+    if (deps.ready() && deps.accepting()) sendJson(res, 200, { ready: true });
+    else sendError(res, new FedaiError(deps.accepting() ? 'runner-unavailable' : 'node-draining', { retryAfterS: 5 }), deps.logger);
+  });
+  app.get('/status', (_req, res) => sendJson(res, 200, deps.status()));
+  app.get('/metrics', async (_req, res) => {
+    const m = await deps.metrics.render();
+    res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(m.body) });
+    res.end(m.body);
+  });
 
   const KNOWN = new Set(['/health', '/ready', '/status', '/metrics', '/infer', '/infer/stream']);
   app.use((req, res) => {
