@@ -67,6 +67,8 @@ export interface PaymentTicket {
   amountSats: number;
   /** Atomically marks the receipt (and its payment hash) spent; throws FedaiError('payment-receipt-reused') if someone spent it first. Call only when the request is admitted. */
   commit(): Promise<void>;
+  /** Resolves once the spend is synced to disk (the node waits for it before it meters or answers). */
+  durable(): Promise<void>;
 }
 
 /** Slack added to every retention period (clock steps, slow requests). */
@@ -76,7 +78,7 @@ const PUBKEY_RETRY_MS = 60_000;
 /** 402s remembered per requestId so a retried request gets the same invoice, not a new one. */
 const QUOTE_CACHE_MAX = 10_000;
 
-const FREE_TICKET: PaymentTicket = { reference: '', amountSats: 0, commit: async () => {} };
+const FREE_TICKET: PaymentTicket = { reference: '', amountSats: 0, commit: async () => {}, durable: async () => {} };
 
 function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -344,7 +346,7 @@ export class PaymentGate {
         if (committed) return;
         const now = this.now();
         const horizon = cfg.NODE_RECEIPT_MAX_AGE_MS + cfg.NODE_RECEIPT_MAX_SKEW_MS + RETENTION_MARGIN_MS;
-        const ok = this.store.spend(keys, {
+        const ok = await this.store.spend(keys, {
           requestId: r.requestId,
           amountSats: r.amountSats,
           paidAtMs: r.paidAtMs,
@@ -356,6 +358,7 @@ export class PaymentGate {
         if (!ok) throw this.fail('payment-receipt-reused');
         committed = true;
       },
+      durable: () => this.store.durable(),
     };
   }
 
@@ -383,7 +386,7 @@ export class PaymentGate {
       } catch (err) {
         throw this.rethrow(err);
       }
-      this.store.recordIssued(paymentHash, { requestId, amountSats, expiresAtMs }, expiresAtMs + this.config.NODE_RECEIPT_MAX_AGE_MS + RETENTION_MARGIN_MS);
+      await this.store.recordIssued(paymentHash, { requestId, amountSats, expiresAtMs }, expiresAtMs + this.config.NODE_RECEIPT_MAX_AGE_MS + RETENTION_MARGIN_MS);
       if (!this.lnPubkey) await this.learnLnPubkey(true);
     }
     const payload: PaymentRequest = {

@@ -131,29 +131,45 @@ export class ReceiptStore {
     return this.keysOf(keys).some((k) => this.live(k, now));
   }
 
-  /** Atomically marks both keys spent. False (and nothing written) when either is already spent. */
-  spend(keys: ReceiptKeys, info: SpendInfo): boolean {
+  /**
+   * Atomically marks both keys spent; resolves true once committed (visible to every process, and kept
+   * by lmdb across a process crash), false (nothing written) when either key is already spent. The
+   * check-and-insert runs inside an lmdb write transaction batched with the other writes of the moment
+   * (one commit, one disk sync, off the event loop), so concurrent paid requests do not queue behind
+   * each other's fsync. durable() tells when it is also synced to disk (power loss).
+   */
+  async spend(keys: ReceiptKeys, info: SpendInfo): Promise<boolean> {
     const now = this.now();
     const rKey = receiptKey(keys.signer, keys.nonce);
     const hKey = keys.paymentHash ? hashKey(keys.paymentHash) : undefined;
     const base = { k: 'spent' as const, requestId: info.requestId, amountSats: info.amountSats, paidAtMs: info.paidAtMs, spentAtMs: now };
-    const ok = this.root.transactionSync(() => {
+    const ok = await this.root.transaction(() => {
       if (this.live(rKey, now) || (hKey !== undefined && this.live(hKey, now))) return false;
       this.put(rKey, { ...base, keepUntilMs: info.keepUntilMs });
       if (hKey !== undefined) this.put(hKey, { ...base, keepUntilMs: Math.max(info.keepUntilMs, info.hashKeepUntilMs ?? 0) });
       return true;
     });
-    if (ok && ++this.spendsSincePrune >= PRUNE_EVERY) {
+    if (!ok) return false;
+    if (++this.spendsSincePrune >= PRUNE_EVERY) {
       this.spendsSincePrune = 0;
       this.prune();
     }
-    return ok;
+    return true;
   }
 
-  /** Remembers an invoice this node issued in a 402 (payment hash → requestId and price). */
-  recordIssued(paymentHash: string, invoice: IssuedInvoice, keepUntilMs: number): void {
+  /** Resolves once every write committed so far is synced to disk; never rejects. */
+  durable(): Promise<void> {
+    return Promise.resolve(this.root.flushed as PromiseLike<unknown>).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /** Remembers an invoice this node issued in a 402 (payment hash → requestId and price); resolves once on disk. */
+  async recordIssued(paymentHash: string, invoice: IssuedInvoice, keepUntilMs: number): Promise<void> {
     const key = issuedKey(paymentHash);
-    this.root.transactionSync(() => this.put(key, { k: 'issued', ...invoice, keepUntilMs }));
+    await this.root.transaction(() => this.put(key, { k: 'issued', ...invoice, keepUntilMs }));
+    await this.root.flushed;
   }
 
   /** Inside a write transaction: writes the entry and its prune-index row (replacing an older row). */

@@ -23,23 +23,23 @@ describe('ReceiptStore', () => {
     const keys = { signer, nonce: 'n1', paymentHash: 'bb'.repeat(32) };
     expect(store.isSpent(keys)).toBe(false);
     expect(store.isSpent(keys)).toBe(false);
-    expect(store.spend(keys, info(Date.now()))).toBe(true);
+    expect(await store.spend(keys, info(Date.now()))).toBe(true);
     expect(store.isSpent(keys)).toBe(true);
-    expect(store.spend(keys, info(Date.now()))).toBe(false);
+    expect(await store.spend(keys, info(Date.now()))).toBe(false);
     await store.close();
   });
 
   it('refuses a new receipt that reuses a spent payment hash, and a spent signer+nonce with a new hash', async () => {
     const store = ReceiptStore.open(tmp(), { pruneIntervalMs: 0 });
-    expect(store.spend({ signer, nonce: 'n1', paymentHash: 'cc'.repeat(32) }, info(Date.now()))).toBe(true);
+    expect(await store.spend({ signer, nonce: 'n1', paymentHash: 'cc'.repeat(32) }, info(Date.now()))).toBe(true);
     expect(store.isSpent({ signer, nonce: 'n2', paymentHash: 'CC'.repeat(32) })).toBe(true);
-    expect(store.spend({ signer, nonce: 'n2', paymentHash: 'cc'.repeat(32) }, info(Date.now()))).toBe(false);
-    expect(store.spend({ signer: signer.toUpperCase(), nonce: 'n1', paymentHash: 'dd'.repeat(32) }, info(Date.now()))).toBe(false);
+    expect(await store.spend({ signer, nonce: 'n2', paymentHash: 'cc'.repeat(32) }, info(Date.now()))).toBe(false);
+    expect(await store.spend({ signer: signer.toUpperCase(), nonce: 'n1', paymentHash: 'dd'.repeat(32) }, info(Date.now()))).toBe(false);
     // nothing was written by the refused spends: n2 and dd… are still free
     expect(store.isSpent({ signer, nonce: 'n2' })).toBe(false);
     expect(store.isSpent({ signer: 'ee'.repeat(32), nonce: 'x', paymentHash: 'dd'.repeat(32) })).toBe(false);
     // other signers may use the same nonce
-    expect(store.spend({ signer: 'ff'.repeat(32), nonce: 'n1' }, info(Date.now()))).toBe(true);
+    expect(await store.spend({ signer: 'ff'.repeat(32), nonce: 'n1' }, info(Date.now()))).toBe(true);
     await store.close();
   });
 
@@ -53,12 +53,12 @@ describe('ReceiptStore', () => {
   it('survives a restart: spent before close is refused after reopen', async () => {
     const dir = tmp();
     let store = ReceiptStore.open(dir, { pruneIntervalMs: 0 });
-    expect(store.spend({ signer, nonce: 'persist', paymentHash: '11'.repeat(32) }, info(Date.now()))).toBe(true);
-    store.recordIssued('22'.repeat(32), { requestId: 'req-9', amountSats: 7, expiresAtMs: Date.now() + 1000 }, Date.now() + 60_000);
+    expect(await store.spend({ signer, nonce: 'persist', paymentHash: '11'.repeat(32) }, info(Date.now()))).toBe(true);
+    await store.recordIssued('22'.repeat(32), { requestId: 'req-9', amountSats: 7, expiresAtMs: Date.now() + 1000 }, Date.now() + 60_000);
     await store.close();
     store = ReceiptStore.open(dir, { pruneIntervalMs: 0 });
     expect(store.isSpent({ signer, nonce: 'persist' })).toBe(true);
-    expect(store.spend({ signer, nonce: 'other', paymentHash: '11'.repeat(32) }, info(Date.now()))).toBe(false);
+    expect(await store.spend({ signer, nonce: 'other', paymentHash: '11'.repeat(32) }, info(Date.now()))).toBe(false);
     expect(store.issued('22'.repeat(32))).toMatchObject({ requestId: 'req-9', amountSats: 7 });
     await store.close();
   });
@@ -67,9 +67,9 @@ describe('ReceiptStore', () => {
     let now = 1_000_000;
     const dir = tmp();
     const store = ReceiptStore.open(dir, { now: () => now, pruneIntervalMs: 0 });
-    store.spend({ signer, nonce: 'old', paymentHash: '33'.repeat(32) }, { requestId: 'r', amountSats: 1, paidAtMs: now, keepUntilMs: now + 1000, hashKeepUntilMs: now + 5000 });
-    store.spend({ signer, nonce: 'young' }, { requestId: 'r', amountSats: 1, paidAtMs: now, keepUntilMs: now + 10_000 });
-    store.recordIssued('44'.repeat(32), { requestId: 'r', amountSats: 1, expiresAtMs: now + 500 }, now + 2000);
+    await store.spend({ signer, nonce: 'old', paymentHash: '33'.repeat(32) }, { requestId: 'r', amountSats: 1, paidAtMs: now, keepUntilMs: now + 1000, hashKeepUntilMs: now + 5000 });
+    await store.spend({ signer, nonce: 'young' }, { requestId: 'r', amountSats: 1, paidAtMs: now, keepUntilMs: now + 10_000 });
+    await store.recordIssued('44'.repeat(32), { requestId: 'r', amountSats: 1, expiresAtMs: now + 500 }, now + 2000);
     expect(store.size()).toBe(4);
     now += 1500;
     expect(store.isSpent({ signer, nonce: 'old' })).toBe(false); // expired entries do not count even before pruning

@@ -67,8 +67,8 @@ export interface AdmittedRequest {
   readonly request: InferenceRequest;
   readonly model: ModelInfo;
   readonly payment?: PaymentTicketPort;
-  /** The consumed nonce is on disk (awaited before anything is metered or answered). */
-  readonly nonceDurable: Promise<void>;
+  /** The consumed nonce and the spent receipt are on disk (awaited before anything is metered or answered). */
+  readonly consumedDurable: Promise<unknown>;
   /** Releases the capacity slot; idempotent. */
   readonly release: () => void;
 }
@@ -148,9 +148,9 @@ export class InferService {
       release();
       throw err;
     }
-    // The nonce reaches the disk while the runner works; meter() waits for it.
-    const nonceDurable = this.deps.replay.durable();
-    const admitted: AdmittedRequest = { envelope, request, model, release, nonceDurable, ...(payment ? { payment } : {}) };
+    // The nonce and the receipt spend reach the disk while the runner works; meter() waits for them.
+    const consumedDurable = payment ? Promise.all([this.deps.replay.durable(), payment.durable()]) : this.deps.replay.durable();
+    const admitted: AdmittedRequest = { envelope, request, model, release, consumedDurable, ...(payment ? { payment } : {}) };
     return admitted;
   }
 
@@ -291,9 +291,9 @@ export class InferService {
     // The response is signed while the metering record is being made durable (fsync runs off-thread).
     const signed = this.sign(record);
     signed.catch(() => undefined); // awaited below; a rejection while waiting is not unhandled
-    // A crash after this point must not let the request run again: its nonce is on disk before its
-    // metering record is, and so before any answer (usually long done: it was written during the run).
-    await admitted.nonceDurable;
+    // A crash after this point must not let the request run again: its nonce (and receipt) are on disk
+    // before its metering record is, and so before any answer (usually long done: written during the run).
+    await admitted.consumedDurable;
     const envelope = await signed;
     const appended = this.deps.spool.append(envelope);
     appended.catch(() => undefined);

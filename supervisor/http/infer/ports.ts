@@ -43,6 +43,8 @@ export interface PaymentTicketPort {
   readonly reference: string;
   readonly amountSats: number;
   commit(): Promise<void>;
+  /** Resolves once the spend is on disk; never rejects. */
+  durable(): Promise<void>;
 }
 
 export interface PaymentPort {
