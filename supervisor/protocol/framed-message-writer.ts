@@ -2,8 +2,9 @@
  * A JSON-RPC message writer for the runner protocol's Content-Length framing that writes each frame
  * (header and body) with ONE write. vscode-jsonrpc's stock stream writer writes the header, waits for
  * its write callback, then writes the body: two syscalls and an event-loop round trip per message,
- * on both ends of every runner call. The bytes on the wire are identical. Frames written in one tick
- * are corked together, so a burst of requests costs one write (and one wake-up of the peer).
+ * on both ends of every runner call. The bytes on the wire are identical. Frames written in one
+ * event-loop iteration are corked together, so a burst of requests costs one write (and one wake-up
+ * of the peer).
  */
 import { AbstractMessageWriter, type Message, type MessageWriter } from 'vscode-jsonrpc/node';
 
@@ -30,12 +31,13 @@ export class FramedMessageWriter extends AbstractMessageWriter implements Messag
     const frame = Buffer.allocUnsafe(header.length + length);
     frame.write(header, 0, 'ascii');
     frame.write(body, header.length, 'utf8');
-    // Frames written in the same tick leave in one writev (one wake-up of the reader under load).
+    // Frames written during one event-loop iteration (e.g. requests that arrived on several sockets in
+    // one poll) leave in one writev after the poll phase: one wake-up of the reader for all of them.
     const w = this.stream as NodeJS.WritableStream & { cork?: () => void; uncork?: () => void };
     if (!this.corked && typeof w.cork === 'function') {
       this.corked = true;
       w.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         w.uncork!();
       });
