@@ -49,12 +49,13 @@ export async function runHttpBench(opts: { seconds: number; concurrencies?: numb
         fmt(d.p50, 3),
         fmt(d.p99, 3),
         fmt(r.p50 - d.p50, 3),
+        `${fmt(r.p50 / d.p50, 1)}×`,
       ]);
     }
     clearInterval(sampler);
     lines.push('## /infer (signed, mock runner, keep-alive) vs direct stdio runner calls', '');
     lines.push(
-      table(['c', 'node req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'direct req/s', 'direct p50', 'direct p99', 'added p50 ms'], rows),
+      table(['c', 'node req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'direct req/s', 'direct p50', 'direct p99', 'added p50 ms', 'p50 node/direct'], rows),
     );
     lines.push('', `supervisor RSS: idle ${fmt(idleRss / 2 ** 20, 1)} MiB, peak under load ${fmt(peakRss / 2 ** 20, 1)} MiB`);
     lines.push(`runner spawn-to-ready (direct, unsandboxed, mock via tsx): ${fmt(direct[concurrencies[0]!]!.spawnToReadyMs, 0)} ms`);
