@@ -86,7 +86,13 @@ export async function runPaymentsBenchRows(opts: { seconds?: number } = {}): Pro
     rows.push(await loop('gate.check: receipt only (sig + price + store lookup)', seconds, POOL, (i) => gate.check(plain[i]!, {})));
     rows.push(await loop('gate.check: receipt + BOLT11 invoice + preimage', seconds, POOL, (i) => gate.check(invoiced[i]!, {})));
     rows.push(await loop('decodeBolt11 alone (decode + ECDSA recovery)', seconds, POOL, (i) => decodeBolt11(invoiced[i]!.paymentReceipts![0]!.payload.invoice!)));
-    rows.push(await loop('gate.check + ticket.commit (lmdb spend, synced)', seconds, POOL, async (i) => (await gate.check(committed[i]!, {})).commit()));
+    rows.push(
+      await loop('gate.check + ticket.commit + durable (lmdb spend, one at a time)', seconds, POOL, async (i) => {
+        const ticket = await gate.check(committed[i]!, {});
+        await ticket.commit();
+        await ticket.durable();
+      }),
+    );
   } finally {
     await gate.close();
     await rm(dataDir, { recursive: true, force: true });

@@ -1,9 +1,9 @@
 /**
  * BOLT11 invoice decoding and signature verification (lightning/bolts 11-payment-encoding), written
- * here rather than taken from npm: the decoder is ~250 lines over @scure/base's bech32 and
- * tiny-secp256k1's ECDSA recovery (libsecp256k1 in WebAssembly, the library supervisor/crypto/schnorr.ts
- * already uses; several times faster than @noble/curves here), both already dependencies, while the
- * `bolt11` package pulls a native `secp256k1` module plus bn.js/bitcoinjs helpers for the same job.
+ * here rather than taken from npm: the decoder is ~250 lines over @scure/base's bech32 and the
+ * libsecp256k1 ECDSA of supervisor/crypto/ecdsa.ts (native or WebAssembly, as the Schnorr signatures),
+ * both already dependencies, while the `bolt11` package pulls a native `secp256k1` module plus
+ * bn.js/bitcoinjs helpers for the same job.
  *
  * decodeBolt11 throws FedaiError('invoice-invalid') for anything that does not decode, does not carry
  * exactly one payment hash, sets an unknown even feature bit, or whose signature does not verify (under
@@ -11,7 +11,7 @@
  */
 import { bech32 } from '@scure/base';
 import { sha256 } from '@noble/hashes/sha2.js';
-import * as ecc from 'tiny-secp256k1';
+import { recoverEcdsa, verifyEcdsa } from '../crypto/ecdsa.js';
 import { FedaiError } from '../errors.js';
 
 export type Bolt11Network = 'bc' | 'tb' | 'tbs' | 'bcrt' | 'sb';
@@ -243,22 +243,11 @@ export function decodeBolt11(input: string, opts: DecodeOptions = {}): DecodedIn
 
   let payee: Uint8Array;
   if (payeeField) {
-    let ok = false;
-    try {
-      ok = ecc.isPoint(payeeField) && ecc.verify(msgHash, payeeField, sig64, false);
-    } catch {
-      ok = false;
-    }
-    if (!ok) throw invalid('signature does not verify under the n field');
+    if (!verifyEcdsa(msgHash, sig64, payeeField)) throw invalid('signature does not verify under the n field');
     payee = payeeField;
   } else {
     // recovery yields the one key this (r, s, recid) verifies under, so no separate verify is needed
-    let recovered: Uint8Array | null = null;
-    try {
-      recovered = ecc.recover(msgHash, sig64, recovery as 0 | 1 | 2 | 3, true);
-    } catch {
-      recovered = null;
-    }
+    const recovered = recoverEcdsa(msgHash, sig64, recovery);
     if (!recovered) throw invalid('signature does not recover a public key');
     payee = recovered;
   }
