@@ -5,33 +5,16 @@
  * tiny-secp256k1's WebAssembly (~450–560 µs). Both accept high-S signatures (as BOLT11 readers do) and
  * agree on every input (a test keeps them in step). Neither function throws on malformed input.
  */
-import { createRequire } from 'node:module';
 import * as ecc from 'tiny-secp256k1';
+import { asBuffer as buf, loadNativeSecp256k1, type NativeEcdsa } from './native-secp256k1.js';
 import { schnorrBackend } from './schnorr.js';
 
-interface BcryptoSecp256k1 {
-  native?: number;
-  publicKeyVerify(key: Buffer): boolean;
-  verify(msg: Buffer, sig: Buffer, key: Buffer): boolean;
-  recover(msg: Buffer, sig: Buffer, param: number, compress: boolean): Buffer | null;
-}
-
-let nativeLib: BcryptoSecp256k1 | null | undefined;
-
-function native(): BcryptoSecp256k1 | null {
+/** The native ECDSA when the node runs on the native backend, else null (WebAssembly). */
+function native(): NativeEcdsa | null {
   if (schnorrBackend().name !== 'native') return null;
-  if (nativeLib === undefined) {
-    try {
-      const lib = createRequire(import.meta.url)('bcrypto/lib/native/secp256k1') as BcryptoSecp256k1;
-      nativeLib = lib.native === 2 ? lib : null;
-    } catch {
-      nativeLib = null;
-    }
-  }
-  return nativeLib;
+  const lib = loadNativeSecp256k1();
+  return 'ecdsa' in lib ? lib.ecdsa : null;
 }
-
-const buf = (u: Uint8Array): Buffer => (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength));
 
 /** True when `sig64` (r ‖ s, compact) signs `msgHash` under the compressed or uncompressed key. */
 export function verifyEcdsa(msgHash: Uint8Array, sig64: Uint8Array, publicKey: Uint8Array): boolean {

@@ -11,8 +11,8 @@
  * crypto` measures both. Signing uses fresh random auxRand, as upstream does; `signDigest(..., aux)`
  * takes a fixed one for vectors.
  */
-import { createRequire } from 'node:module';
 import * as ecc from 'tiny-secp256k1';
+import { asBuffer, loadNativeSecp256k1 } from './native-secp256k1.js';
 import { random32 } from './random-pool.js';
 
 export type SchnorrBackendName = 'native' | 'wasm';
@@ -34,37 +34,23 @@ const WASM: SchnorrBackend = {
   verify: (sig, digest, publicKey) => ecc.verifySchnorr(digest, publicKey, sig),
 };
 
-interface BcryptoSchnorr {
-  native?: number;
-  sign(msg: Buffer, key: Buffer, aux: Buffer): Buffer;
-  verify(msg: Buffer, sig: Buffer, key: Buffer): boolean;
-}
-
-/** bcrypto asserts Buffer arguments; a view over the same memory costs no copy. */
-const asBuffer = (u: Uint8Array): Buffer => (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength));
-
-let nativeLoad: { backend: SchnorrBackend } | { error: string } | undefined;
+let nativeBackend: { backend: SchnorrBackend } | { error: string } | undefined;
 
 /** The native build, or why it is not available (loaded once per thread). */
 export function loadNativeSchnorr(): { backend: SchnorrBackend } | { error: string } {
-  if (nativeLoad) return nativeLoad;
-  try {
-    // The native entry point only: bcrypto's own fallback is a slow pure-JS implementation.
-    const lib = createRequire(import.meta.url)('bcrypto/lib/native/schnorr') as BcryptoSchnorr;
-    if (lib.native !== 2) throw new Error('bcrypto loaded without its native binding');
-    nativeLoad = {
-      backend: {
-        name: 'native',
-        detail: 'bcrypto (libsecp256k1, native N-API build)',
-        sign: (digest, secretKey, auxRand) => lib.sign(asBuffer(digest), asBuffer(secretKey), asBuffer(auxRand)),
-        verify: (sig, digest, publicKey) => lib.verify(asBuffer(digest), asBuffer(sig), asBuffer(publicKey)),
-      },
-    };
-  } catch (err) {
-    const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-    nativeLoad = { error: `the native libsecp256k1 build (optional dependency bcrypto) is not available: ${reason}` };
-  }
-  return nativeLoad;
+  if (nativeBackend) return nativeBackend;
+  const lib = loadNativeSecp256k1();
+  if ('error' in lib) return (nativeBackend = { error: lib.error });
+  const { schnorr } = lib;
+  nativeBackend = {
+    backend: {
+      name: 'native',
+      detail: 'bcrypto (libsecp256k1, native N-API build)',
+      sign: (digest, secretKey, auxRand) => schnorr.sign(asBuffer(digest), asBuffer(secretKey), asBuffer(auxRand)),
+      verify: (sig, digest, publicKey) => schnorr.verify(asBuffer(digest), asBuffer(sig), asBuffer(publicKey)),
+    },
+  };
+  return nativeBackend;
 }
 
 /** Resolves a choice to a backend; `native` without the build throws with the reason and the fix. */
