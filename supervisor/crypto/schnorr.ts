@@ -64,12 +64,9 @@ export function resolveSchnorrBackend(choice: SchnorrBackendChoice): SchnorrBack
   return WASM;
 }
 
-let active: SchnorrBackend = resolveSchnorrBackend(envChoice());
-
-function envChoice(): SchnorrBackendChoice {
-  const v = process.env.NODE_SCHNORR_BACKEND;
-  return v === 'native' || v === 'wasm' ? v : 'auto';
-}
+// Until useSchnorrBackend() runs (node start-up, with the validated config): wasm when asked for, else
+// the best available. Never throws at import: a missing native build is reported by start-up.
+let active: SchnorrBackend = resolveSchnorrBackend(process.env.NODE_SCHNORR_BACKEND === 'wasm' ? 'wasm' : 'auto');
 
 /** Selects the backend for this thread (node start-up calls it with the validated config). */
 export function useSchnorrBackend(choice: SchnorrBackendChoice): SchnorrBackend {
