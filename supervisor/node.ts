@@ -129,8 +129,9 @@ export class FedaiNode {
     runner.on('restart', (reason: string) => metrics.runnerRestart(runner.name, reason));
     runner.on('kill', (reason: string) => metrics.runnerKill(runner.name, reason));
 
-    // Native signatures (~70 µs) cost less than the two thread wake-ups of a worker round trip.
-    const crypto = new CryptoPool(config.NODE_CRYPTO_WORKERS ?? (schnorr.name === 'native' ? 0 : 2));
+    // Under load the event loop is the bottleneck: one worker takes the signatures off it (native: one
+    // is enough, and a second only adds wake-ups); a lone request still signs inline (CryptoPool).
+    const crypto = new CryptoPool(config.NODE_CRYPTO_WORKERS ?? (schnorr.name === 'native' ? 1 : 2));
     crypto.setConcurrencyHint(() => capacity.current);
     const node = new FedaiNode(config, logger, identity, dataDir, metrics, tracing, nonces, spool, payments, launcher, runner, capacity, heartbeat, crypto);
     const service = new InferService({

@@ -48,7 +48,7 @@ export const ENV_SPEC = {
   NODE_MAX_TOKENS: v({ kind: 'int', default: '4096', min: 1, group: 'limits', doc: 'largest maxTokens accepted (400 max-tokens-exceeded)' }),
   NODE_CAPACITY_MAX: v({ kind: 'int', default: '4', min: 1, max: 100000, group: 'limits', doc: 'concurrent inferences this node admits' }),
   NODE_CAPACITY_LOAD: v({ kind: 'int', default: '0', min: 0, group: 'limits', doc: 'external load counted against NODE_CAPACITY_MAX' }),
-  NODE_CRYPTO_WORKERS: v({ kind: 'int', min: 0, max: 64, group: 'limits', doc: 'worker threads for signature checks and signing (0 = on the event loop); unset: 0 with the native Schnorr build (a thread hop costs more than a signature), 2 with WebAssembly' }),
+  NODE_CRYPTO_WORKERS: v({ kind: 'int', min: 0, max: 64, group: 'limits', doc: 'worker threads for signature checks and signing (0 = on the event loop; with at most one request in flight they run inline anyway); unset: 1 with the native Schnorr build, 2 with WebAssembly' }),
   NODE_SCHNORR_BACKEND: v({ kind: 'enum', values: ['auto', 'native', 'wasm'], default: 'auto', group: 'limits', doc: 'BIP-340 implementation: `native` libsecp256k1 (optional dependency bcrypto, built by npm ci; ~4× faster), `wasm` tiny-secp256k1, `auto` native when built' }),
   NODE_QUEUE_MAX: v({ kind: 'int', default: '64', min: 0, group: 'limits', doc: 'requests that may wait for a runner slot beyond the runner\'s parallelism' }),
   // runner

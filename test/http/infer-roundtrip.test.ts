@@ -160,7 +160,7 @@ describe('GET routes', () => {
     expect(st).toMatchObject({ ok: true, ready: true, nodeId: 'node-1', npub: t.node.identity.node.npub, capacity: { maxConcurrent: 4 }, payments: { requirePayment: false } });
     expect(st.runner.state).toBe('ready');
     const native = 'backend' in loadNativeSchnorr();
-    expect(st.crypto).toEqual({ schnorr: native ? 'native' : 'wasm', workers: native ? 0 : 2 });
+    expect(st.crypto).toEqual({ schnorr: native ? 'native' : 'wasm', workers: native ? 1 : 2 });
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     expect(metrics).toMatch(/node_inference_requests_total\{[^}]*status="200"[^}]*\} \d+/);
     expect(metrics).toContain('node_inference_duration_seconds_bucket');
