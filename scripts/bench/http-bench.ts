@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { signEnvelope } from '../../supervisor/crypto/envelope.js';
 import type { InferenceRequest } from '../../supervisor/protocol/wire-types.js';
+import { cpuPerRequest, cpuSnapshot } from './cpu-split.js';
 import { directRunnerBench } from './direct-runner.js';
 import { httpLoad } from './http-load.js';
 import { rssBytes, startNode } from './node-under-test.js';
@@ -33,9 +34,13 @@ export async function runHttpBench(opts: { seconds: number; concurrencies?: numb
     let peakRss = idleRss;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(node.pid))), 100);
     const direct: Record<number, Awaited<ReturnType<typeof directRunnerBench>>> = {};
+    const cpuRows: (string | number)[][] = [];
     for (const c of concurrencies) {
       const bodies = sign(Math.ceil(Math.max(400, 2600 * opts.seconds) * (c === 1 ? 0.35 : 1)));
+      const before = cpuSnapshot(node.pid);
       const r = await httpLoad({ url: `${node.url}/infer`, bodies, concurrency: c, seconds: opts.seconds });
+      const cpu = cpuPerRequest(before, cpuSnapshot(node.pid), r.n + r.errors);
+      cpuRows.push([c, fmt(cpu.eventLoop, 3), fmt(cpu.otherThreads, 3), fmt(cpu.children, 3), fmt(cpu.self, 3), fmt(cpu.total, 3)]);
       const d = await directRunnerBench({ concurrency: c, seconds: Math.min(opts.seconds, 3), prompt: PROMPT, maxTokens: MAX_TOKENS });
       direct[c] = d;
       rows.push([
@@ -57,6 +62,8 @@ export async function runHttpBench(opts: { seconds: number; concurrencies?: numb
     lines.push(
       table(['c', 'node req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'errors', 'direct req/s', 'direct p50', 'direct p99', 'added p50 ms', 'p50 node/direct'], rows),
     );
+    lines.push('', 'CPU per request, ms (/proc; two vCPUs give 2,000 ms of CPU per second):', '');
+    lines.push(table(['c', 'node event loop', 'node other threads', 'runner (+ sandbox)', 'load generator', 'total'], cpuRows));
     lines.push('', `supervisor RSS: idle ${fmt(idleRss / 2 ** 20, 1)} MiB, peak under load ${fmt(peakRss / 2 ** 20, 1)} MiB`);
     lines.push(`runner spawn-to-ready (direct, unsandboxed, mock via tsx): ${fmt(direct[concurrencies[0]!]!.spawnToReadyMs, 0)} ms`);
   } finally {
