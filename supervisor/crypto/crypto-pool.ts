@@ -1,6 +1,6 @@
 /**
  * Schnorr signing and verification on worker threads, so the event loop keeps serving HTTP while
- * signatures are computed on the other cores. Jobs made in the same tick are packed into one
+ * signatures are computed on the other cores. Jobs made in one event-loop iteration are packed into one
  * transferred buffer per worker (no per-job structured cloning); each worker answers a batch in order.
  * Size 0 runs everything inline (same results, no threads).
  */
@@ -90,7 +90,9 @@ export class CryptoPool {
       best.queued.push({ op, parts, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        queueMicrotask(() => this.flush());
+        // After the poll phase, not at the end of this tick: the jobs of every request read in one poll
+        // travel in one message (one wake-up of the worker instead of one per request).
+        setImmediate(() => this.flush());
       }
     });
   }
