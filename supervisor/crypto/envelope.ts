@@ -3,7 +3,7 @@
  * sig = base64(BIP-340(sha256(canonical({payload, nonce, ts, keyId})))) and keyId is the signer's npub.
  * Verification always re-serialises the object it is given: there is no verdict cache to poison.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { canonicalize } from '../protocol/canonical-json.js';
 import { parsePublicKey, type Identity } from './keys.js';
 import { signDigest, verifyDigest } from './schnorr.js';
@@ -22,11 +22,16 @@ export type Unsigned<T> = Omit<Envelope<T>, 'sig'>;
 const SIG_B64 = /^[A-Za-z0-9+/]{86}==$/;
 
 export function canonicalBytes(env: Unsigned<unknown>): Buffer {
-  return Buffer.from(canonicalize({ payload: env.payload, nonce: env.nonce, ts: env.ts, keyId: env.keyId }), 'utf8');
+  return Buffer.from(canonicalString(env), 'utf8');
 }
 
+function canonicalString(env: Unsigned<unknown>): string {
+  return canonicalize({ payload: env.payload, nonce: env.nonce, ts: env.ts, keyId: env.keyId });
+}
+
+/** sha256 of the canonical UTF-8 bytes (one-shot hash of the string: no intermediate Buffer). */
 export function envelopeDigest(env: Unsigned<unknown>): Uint8Array {
-  return createHash('sha256').update(canonicalBytes(env)).digest();
+  return hash('sha256', canonicalString(env), 'buffer');
 }
 
 export function signEnvelope<T>(

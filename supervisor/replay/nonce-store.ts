@@ -23,7 +23,7 @@
  *    empty with the mark at now + windowMs (every envelope that could have been accepted before is
  *    refused): fail closed, logged as an error.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -393,7 +393,7 @@ function entryKey(keyId: string, nonce: string): string {
   if (typeof keyId !== 'string' || typeof nonce !== 'string' || nonce.length === 0) {
     throw new FedaiError('invalid-envelope', { details: ['keyId and nonce must be non-empty strings'] });
   }
-  return createHash('sha256').update(keyId, 'utf8').update('\0').update(nonce, 'utf8').digest().toString('latin1', 0, HASH_BYTES);
+  return hash('sha256', `${keyId}\0${nonce}`, 'buffer').toString('latin1', 0, HASH_BYTES);
 }
 
 let lmdbEntry: string | undefined;

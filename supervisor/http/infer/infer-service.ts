@@ -12,7 +12,7 @@
  * runner — success, error, cancel or timeout — leaves a node-signed MeteringRecord in the durable
  * spool before the reply is sent (defect 11); a result whose metering cannot be persisted is not sent.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FedaiError, toFedaiError, type ErrorCode } from '../../errors.js';
 import {
@@ -278,7 +278,7 @@ export class InferService {
       requestId: request.requestId,
       nodeId: this.deps.nodeId,
       modelId: this.advertisedModelId(model),
-      promptHash: createHash('sha256').update(request.prompt, 'utf8').digest('hex'),
+      promptHash: hash('sha256', request.prompt, 'hex'),
       inputTokens: m.usage.inputTokens,
       outputTokens: m.usage.outputTokens,
       wallTimeMs: m.wallTimeMs,
