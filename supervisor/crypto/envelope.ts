@@ -26,7 +26,8 @@ export function canonicalBytes(env: Unsigned<unknown>): Buffer {
 }
 
 function canonicalString(env: Unsigned<unknown>): string {
-  return canonicalize({ payload: env.payload, nonce: env.nonce, ts: env.ts, keyId: env.keyId });
+  // in sorted key order, so a payload that is itself in order takes canonicalize's JSON.stringify path
+  return canonicalize({ keyId: env.keyId, nonce: env.nonce, payload: env.payload, ts: env.ts });
 }
 
 /** sha256 of the canonical UTF-8 bytes (one-shot hash of the string: no intermediate Buffer). */

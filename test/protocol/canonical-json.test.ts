@@ -155,3 +155,48 @@ describe('differential against fast-json-stable-stringify', () => {
     expect(compared).toBe(5000);
   });
 });
+
+describe('values that are already in canonical order (the JSON.stringify fast path)', () => {
+  const deep = (n: number): unknown => (n === 0 ? { a: 1, b: [2, { c: 3 }] } : { a: deep(n - 1), z: n });
+  const nullProto = Object.assign(Object.create(null) as Record<string, unknown>, { a: 1, b: { c: 'x' } });
+  const inheritedEnumerable = Object.create({ b: 'inherited' }) as Record<string, unknown>;
+  inheritedEnumerable.a = 1;
+  inheritedEnumerable.c = 2;
+  class Point {
+    constructor(readonly x: number, readonly y: number) {}
+  }
+  const cases: [string, unknown][] = [
+    ['flat sorted object', { a: 1, b: 'two', c: true, d: null }],
+    ['sorted with -0, NaN, Infinity, 1e21, 5e-7', { a: -0, b: NaN, c: Infinity, d: 1e21, e: 5e-7 }],
+    ['undefined, functions and symbols in objects and arrays', { a: undefined, b: () => 1, c: [undefined, () => 1, Symbol('s'), 1], d: Symbol('t') }],
+    ['sparse array', { a: [1, , 3] }],
+    ['nested sorted objects and arrays', { a: [{ a: 1, b: [{ x: null }] }], b: { c: { d: { e: [] } } } }],
+    ['integer-like keys in numeric order that is not code-unit order', { 1: 'a', 2: 'b', 10: 'c' }],
+    ['integer-like keys that are also in code-unit order', { 1: 'a', 2: 'b', x: 'c' }],
+    ['toJSON on a sorted object', { a: 1, toJSON: () => ({ z: 1, a: 2 }) }],
+    ['a Date inside', { a: new Date(0), b: 1 }],
+    ['null-prototype object', nullProto],
+    ['an inherited enumerable key', { x: inheritedEnumerable }],
+    ['class instance', { p: new Point(1, 2) }],
+    ['typed array and Map', { a: new Uint8Array([1, 2, 3]), b: new Map([['k', 1]]) }],
+    ['lone surrogates and controls', { a: '\ud800', b: '\u0000\u001f"\\', c: '😀' }],
+    ['sorted but deeper than the fast path goes', deep(40)],
+    ['empty object and array', { a: {}, b: [] }],
+  ];
+  test.each(cases)('%s: same bytes as fast-json-stable-stringify', (_name, value) => {
+    expect(canonicalize(value)).toBe(stableStringify(value));
+  });
+
+  test('a circular value that is otherwise in order is still a TypeError', () => {
+    const o: Record<string, unknown> = { a: 1 };
+    o.b = o;
+    expect(() => canonicalize(o)).toThrow(TypeError);
+    const arr: unknown[] = [1];
+    arr.push(arr);
+    expect(() => canonicalize({ a: arr })).toThrow(TypeError);
+  });
+
+  test('BigInt still throws', () => {
+    expect(() => canonicalize({ a: 1n })).toThrow(TypeError);
+  });
+});

@@ -239,12 +239,13 @@ export class InferService {
       }
       const wallTimeMs = this.now() - started;
       const modelId = this.advertisedModelId(model);
+      // Keys in canonical (sorted) order: the signature's canonical JSON is then one JSON.stringify.
       const responsePayload: InferenceResponse = {
-        requestId: request.requestId,
+        latencyMs: wallTimeMs,
         modelId,
         output: result.output,
+        requestId: request.requestId,
         usage: { inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },
-        latencyMs: wallTimeMs,
       };
       trace.annotate({
         'gen_ai.response.model': modelId,
@@ -274,19 +275,20 @@ export class InferService {
     responsePayload?: InferenceResponse,
   ): Promise<{ metering: Envelope<MeteringRecord>; response?: Envelope<InferenceResponse> }> {
     const { request, model } = admitted;
+    // Keys in canonical (sorted) order, optional ones in their place: canonical JSON is one JSON.stringify.
     const record: MeteringRecord = {
-      requestId: request.requestId,
-      nodeId: this.deps.nodeId,
-      modelId: this.advertisedModelId(model),
-      promptHash: hash('sha256', request.prompt, 'hex'),
-      inputTokens: m.usage.inputTokens,
-      outputTokens: m.usage.outputTokens,
-      wallTimeMs: m.wallTimeMs,
       bytesIn: Buffer.byteLength(request.prompt, 'utf8'),
       bytesOut: Buffer.byteLength(m.output, 'utf8'),
-      ts: this.now(),
+      inputTokens: m.usage.inputTokens,
+      modelId: this.advertisedModelId(model),
+      nodeId: this.deps.nodeId,
       ...(m.outcome !== 'ok' ? { outcome: m.outcome } : {}),
+      outputTokens: m.usage.outputTokens,
       ...(admitted.payment ? { paymentRef: admitted.payment.reference } : {}),
+      promptHash: hash('sha256', request.prompt, 'hex'),
+      requestId: request.requestId,
+      ts: this.now(),
+      wallTimeMs: m.wallTimeMs,
     };
     // The response is signed while the metering record is being made durable (fsync runs off-thread).
     const signed = this.sign(record);
