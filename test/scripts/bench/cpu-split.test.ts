@@ -30,7 +30,7 @@ test('a busy child counts as children; a busy event loop counts as event loop', 
   await new Promise((r) => child.once('exit', r));
   const d = cpuPerRequest(before, during, 1);
   expect(d.children).toBeGreaterThanOrEqual(300);
-  expect(d.eventLoop).toBeGreaterThanOrEqual(200);
+  expect(d.eventLoop).toBeGreaterThanOrEqual(150); // of 300 ms of process CPU: a first run compiles on other threads meanwhile
   expect(d.self).toBeGreaterThanOrEqual(d.eventLoop - 30); // process.cpuUsage() covers every thread of this process
   expect(d.total).toBeCloseTo(d.eventLoop + d.otherThreads + d.children + d.self, 6);
 });
