@@ -199,7 +199,7 @@ export class FedaiNode {
         verificationEnabled: this.config.NODE_LN_BACKEND !== 'none' || this.config.NODE_LN_VERIFY_URL !== undefined,
       },
       sandbox: { mode: this.launcher.mode },
-      crypto: { schnorr: schnorrBackend().name, workers: this.crypto.size },
+      crypto: { schnorr: schnorrBackend().name, workers: this.crypto.liveWorkers },
       tracing: this.tracing.enabled,
     };
   }

@@ -27,6 +27,8 @@ interface Lane {
   /** Batches sent and not yet answered, oldest first. */
   inFlight: Job[][];
   load: number;
+  /** False once the worker has died (error or exit): its jobs and later ones run inline. */
+  alive: boolean;
 }
 
 const WORKER_FILE = path
@@ -43,7 +45,7 @@ export class CryptoPool {
     for (let i = 0; i < size; i++) {
       const worker = new Worker(WORKER_FILE, { execArgv: [], env: {}, workerData: { backend: schnorrBackend().name } });
       worker.unref();
-      const lane: Lane = { worker, queued: [], inFlight: [], load: 0 };
+      const lane: Lane = { worker, queued: [], inFlight: [], load: 0, alive: true };
       worker.on('message', ({ out }: { out: Uint8Array }) => {
         const batch = lane.inFlight.shift();
         if (!batch) return;
@@ -55,7 +57,10 @@ export class CryptoPool {
           else job.reject(new Error('schnorr signing failed'));
         });
       });
-      worker.on('error', (err) => this.failLane(lane, err));
+      // A worker that dies (an uncaught error, an exit) must not strand requests: what it held is
+      // computed inline, and later jobs skip it.
+      worker.on('error', () => this.retire(lane));
+      worker.on('exit', () => this.retire(lane));
       this.lanes.push(lane);
     }
   }
@@ -69,7 +74,12 @@ export class CryptoPool {
   }
 
   private inline(): boolean {
-    return this.size === 0 || this.closed || this.concurrency() <= 1;
+    return this.size === 0 || this.closed || this.concurrency() <= 1 || !this.lanes.some((l) => l.alive);
+  }
+
+  /** Live workers (for /status and tests). */
+  get liveWorkers(): number {
+    return this.lanes.filter((l) => l.alive).length;
   }
 
   sign(digest: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
@@ -85,8 +95,12 @@ export class CryptoPool {
 
   private enqueue(op: 0 | 1, parts: Job['parts']): Promise<Uint8Array | boolean> {
     return new Promise((resolve, reject) => {
-      let best = this.lanes[0]!;
-      for (const lane of this.lanes) if (lane.load + lane.queued.length < best.load + best.queued.length) best = lane;
+      let best: Lane | undefined;
+      for (const lane of this.lanes) if (lane.alive && (!best || lane.load + lane.queued.length < best.load + best.queued.length)) best = lane;
+      if (!best) {
+        runInline({ op, parts, resolve, reject });
+        return;
+      }
       best.queued.push({ op, parts, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -118,6 +132,17 @@ export class CryptoPool {
     }
   }
 
+  private retire(lane: Lane): void {
+    if (!lane.alive) return;
+    lane.alive = false;
+    if (this.closed) return this.failLane(lane, new Error('crypto pool closed'));
+    const jobs = [...lane.inFlight.flat(), ...lane.queued];
+    lane.inFlight = [];
+    lane.queued = [];
+    lane.load = 0;
+    for (const job of jobs) runInline(job);
+  }
+
   private failLane(lane: Lane, err: Error): void {
     for (const job of [...lane.inFlight.flat(), ...lane.queued]) job.reject(err);
     lane.inFlight = [];
@@ -129,5 +154,15 @@ export class CryptoPool {
     this.closed = true;
     await Promise.all(this.lanes.map((l) => l.worker.terminate()));
     for (const lane of this.lanes) this.failLane(lane, new Error('crypto pool closed'));
+  }
+}
+
+/** Computes a job on this thread (the pool's fallback when its workers are gone). */
+function runInline(job: Job): void {
+  try {
+    if (job.op === 1) job.resolve(verifyDigest(job.parts[2], job.parts[0], job.parts[1]));
+    else job.resolve(signDigest(job.parts[0], job.parts[1], job.parts[2]));
+  } catch (err) {
+    job.reject(err instanceof Error ? err : new Error(String(err)));
   }
 }

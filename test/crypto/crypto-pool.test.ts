@@ -39,3 +39,20 @@ describe.each(pools.map((p) => [p.size, p] as const))('CryptoPool(%i)', (_size, 
     await expect(checkEnvelopeSignatureOn(pool, { ...env, keyId: id.pubHex }, { requireNpub: true })).resolves.toBe('invalid-key-id');
   });
 });
+
+describe('a worker that dies', () => {
+  it('strands nothing: its jobs and later ones are computed on the event loop', async () => {
+    const pool = new CryptoPool(1);
+    pools.push(pool);
+    const id = generateIdentity();
+    const digests = Array.from({ length: 30 }, (_, i) => createHash('sha256').update(`d${i}`).digest());
+    const first = digests.map((d) => pool.sign(d, id.secretKey));
+    // a real worker termination, while the batch is in flight
+    await (pool as unknown as { lanes: { worker: { terminate(): Promise<number> } }[] }).lanes[0]!.worker.terminate();
+    const sigs = await Promise.all(first);
+    expect(sigs.every((sg, i) => verifyDigest(sg, digests[i]!, id.publicKey))).toBe(true);
+    expect(pool.liveWorkers).toBe(0);
+    await expect(pool.verify(sigs[0]!, digests[0]!, id.publicKey)).resolves.toBe(true);
+    await expect(pool.verify(sigs[0]!, digests[1]!, id.publicKey)).resolves.toBe(false);
+  });
+});
