@@ -26,8 +26,10 @@ import { sseEvents } from '../backend/sse.js';
 import {
   ADAPTER_VERSION,
   BackendConnection,
+  inferFailure,
   isNonNegInt,
   mapBackendError,
+  outputRoom,
   readBackendEnv,
   validateInferRequest,
   waitUntilReady,
@@ -74,7 +76,7 @@ export class HttpAdapter implements RunnerAdapter {
   private estimateAvailable = true;
 
   constructor(private readonly env: BackendEnv) {
-    this.conn = new BackendConnection(env, { adapter: 'http', keepAliveDefault: true, healthPath: '/health', probeWithKey: true });
+    this.conn = new BackendConnection(env, { adapter: 'http', keepAliveDefault: true, healthPath: '/health' });
   }
 
   get managedBackend() {
@@ -83,14 +85,7 @@ export class HttpAdapter implements RunnerAdapter {
 
   async start(): Promise<void> {
     await this.conn.startManaged();
-    await waitUntilReady(
-      async () => {
-        await this.refreshModels();
-        return true;
-      },
-      this.env.startTimeoutMs,
-      'http backend',
-    );
+    await waitUntilReady(() => this.refreshModels(), this.env.startTimeoutMs, 'http backend');
     logStderr('info', 'http backend ready', { models: this.catalog.current?.length ?? 0, viaProxy: this.conn.client.viaProxy });
   }
 
@@ -203,47 +198,39 @@ export class HttpAdapter implements RunnerAdapter {
       if (ttftMs !== undefined) final.ttftMs = ttftMs;
       return final;
     } catch (err) {
-      if (ctx.signal.aborted) throw new AdapterError('request-cancelled', 'inference cancelled', { usage: partial() });
-      if (err instanceof AdapterError) {
-        if (err.usage) throw err;
-        throw new AdapterError(err.code, err.message, { details: err.details, usage: partial(), cause: err.cause });
-      }
-      throw new AdapterError('backend-error', 'http backend request failed', { details: ['unexpected'], usage: partial(), cause: err });
+      throw inferFailure(err, ctx.signal, partial, 'http backend');
     }
   }
 
   async estimate(request: RunnerInferRequest): Promise<EstimateResult> {
     validateInferRequest(request);
     const { backendId, info } = this.catalog.resolve(request);
-    const fallback = (): EstimateResult => {
-      const inputTokens = estimateTokens(request.prompt);
-      const room = info ? Math.max(0, info.contextWindow - inputTokens) : request.maxTokens;
-      return { inputTokens, exact: false, outputTokensMax: Math.min(request.maxTokens, room), latencyEstimateMs: 50 };
-    };
-    if (!this.estimateAvailable) return fallback();
-    this.conn.ensureUp();
-    const res = await this.conn.client.request({ method: 'POST', path: '/estimate', json: backendInferBody(request, backendId, false), timeoutMs: 10_000 });
-    const body = (await res.jsonOrUndefined()) as Record<string, unknown> | undefined;
-    if (res.status === 404 || res.status === 405 || res.status === 501) {
-      this.estimateAvailable = false;
-      return fallback();
+    // Fallback (no /estimate, or fields it leaves out): chars/4, not exact, 50 ms.
+    let inputTokens = estimateTokens(request.prompt);
+    let exact = false;
+    let latencyEstimateMs = 50;
+    if (this.estimateAvailable) {
+      this.conn.ensureUp();
+      const res = await this.conn.client.request({ method: 'POST', path: '/estimate', json: backendInferBody(request, backendId, false), timeoutMs: 10_000 });
+      const body = (await res.jsonOrUndefined()) as { inputTokens?: unknown; latencyEstimateMs?: unknown } | undefined;
+      if (res.status === 404 || res.status === 405 || res.status === 501) {
+        this.estimateAvailable = false;
+      } else if (!res.ok) {
+        throw mapBackendError(res.status, body);
+      } else {
+        if (isNonNegInt(body?.inputTokens)) {
+          inputTokens = body.inputTokens;
+          exact = true;
+        }
+        const lat = body?.latencyEstimateMs;
+        if (typeof lat === 'number' && Number.isFinite(lat) && lat >= 0) latencyEstimateMs = Math.round(lat);
+      }
     }
-    if (!res.ok) throw mapBackendError(res.status, body);
-    const fb = fallback();
-    const exact = isNonNegInt(body?.inputTokens);
-    const inputTokens = exact ? (body!.inputTokens as number) : fb.inputTokens;
-    const room = info ? Math.max(0, info.contextWindow - inputTokens) : request.maxTokens;
-    const lat = body?.latencyEstimateMs;
-    return {
-      inputTokens,
-      exact,
-      outputTokensMax: Math.min(request.maxTokens, room),
-      latencyEstimateMs: typeof lat === 'number' && Number.isFinite(lat) && lat >= 0 ? Math.round(lat) : fb.latencyEstimateMs,
-    };
+    return { inputTokens, exact, outputTokensMax: outputRoom(request.maxTokens, info?.contextWindow, inputTokens), latencyEstimateMs };
   }
 
   health(): Promise<HealthResult> {
-    return probeBackendHealth(this.conn, '/health');
+    return probeBackendHealth(this.conn);
   }
 
   async stop(): Promise<void> {

@@ -31,11 +31,14 @@ import {
   ADAPTER_VERSION,
   BackendConnection,
   LatencyModel,
+  inferFailure,
   isNonNegInt,
   mapBackendError,
+  outputRoom,
   readBackendEnv,
   validateInferRequest,
   type BackendEnv,
+  ModelCatalog,
   waitForBackendHealth,
   probeBackendHealth,
 } from '../backend/common.js';
@@ -68,16 +71,14 @@ export class LlamaCppAdapter implements RunnerAdapter {
   readonly capabilities: RunnerCapabilities = { streaming: true, estimate: true, cancellation: true };
 
   private readonly conn: BackendConnection;
-  private models: ModelInfo[] | undefined;
-  /** The backend's own model id (path or alias) when FEDAI_MODEL_ID renames it. */
-  private backendModelId: string | undefined;
+  private readonly catalog = new ModelCatalog();
   private slots = 1;
   private nCtx: number | undefined;
   private tokenizeAvailable = true;
   private readonly latency = new LatencyModel({ promptMsPerToken: 1, genMsPerToken: 25, overheadMs: 5 });
 
   constructor(private readonly env: BackendEnv) {
-    this.conn = new BackendConnection(env, { adapter: 'llama_cpp', keepAliveDefault: false, healthPath: '/health', probeWithKey: true });
+    this.conn = new BackendConnection(env, { adapter: 'llama_cpp', keepAliveDefault: false, healthPath: '/health' });
   }
 
   get managedBackend() {
@@ -86,7 +87,7 @@ export class LlamaCppAdapter implements RunnerAdapter {
 
   async start(): Promise<void> {
     await this.conn.startManaged();
-    await waitForBackendHealth(this.conn, '/health', this.env.startTimeoutMs, 'llama.cpp server');
+    await waitForBackendHealth(this.conn, this.env.startTimeoutMs, 'llama.cpp server');
     await this.refreshModels();
     logStderr('info', 'llama_cpp backend ready', { nCtx: this.nCtx ?? -1, slots: this.slots, viaProxy: this.conn.client.viaProxy });
   }
@@ -112,22 +113,14 @@ export class LlamaCppAdapter implements RunnerAdapter {
     if (!mres.ok && mres.status !== 404) throw mapBackendError(mres.status, mbody);
     const first = mres.ok && Array.isArray(mbody?.data) ? mbody.data[0] : undefined;
     if (first && typeof first.id === 'string' && first.id.length > 0) backendId = first.id;
-    this.backendModelId = backendId;
     const id = this.env.modelId ?? (backendId ? modelIdFromPath(backendId) : 'llama-model');
     const info: ModelInfo = { id, contextWindow: nCtx, maxTokens: nCtx, family: 'llama.cpp' };
     if (build) info.version = build;
-    this.models = [info];
-    return this.models;
+    return this.catalog.set([info], new Map([[id, backendId ?? id]]));
   }
 
-  async listModels(): Promise<ModelInfo[]> {
-    try {
-      return await this.refreshModels();
-    } catch (err) {
-      // A transient failure (restart, loading) keeps the last good list rather than flapping to empty.
-      if (this.models && err instanceof AdapterError && err.code === 'backend-unavailable') return this.models;
-      throw err;
-    }
+  listModels(): Promise<ModelInfo[]> {
+    return this.catalog.list(() => this.refreshModels());
   }
 
   maxParallel(): number {
@@ -135,7 +128,8 @@ export class LlamaCppAdapter implements RunnerAdapter {
   }
 
   private checkModel(req: RunnerInferRequest): void {
-    if (this.models && !this.models.some((m) => m.id === req.modelId)) {
+    const models = this.catalog.current;
+    if (models && !models.some((m) => m.id === req.modelId)) {
       throw new AdapterError('model-not-found', 'this runner does not serve the requested model', { details: ['modelId'] });
     }
     if (this.nCtx !== undefined && req.maxTokens > this.nCtx) {
@@ -161,13 +155,6 @@ export class LlamaCppAdapter implements RunnerAdapter {
     let inputTokens: number | undefined;
     let outputTokens = 0;
     const partial = (): Usage => ({ inputTokens: inputTokens ?? estimateTokens(request.prompt), outputTokens });
-    const withUsage = (err: unknown): AdapterError => {
-      if (err instanceof AdapterError) {
-        if (err.usage) return err;
-        return new AdapterError(err.code, err.message, { details: err.details, usage: partial(), cause: err.cause });
-      }
-      return new AdapterError('backend-error', 'llama.cpp request failed', { details: ['unexpected'], usage: partial(), cause: err });
-    };
 
     try {
       const res = await this.conn.client.request({
@@ -221,10 +208,7 @@ export class LlamaCppAdapter implements RunnerAdapter {
       }
       throw new AdapterError('backend-error', 'llama.cpp stream ended without a final event', { details: ['stream-truncated'], usage: partial() });
     } catch (err) {
-      if (ctx.signal.aborted) {
-        throw new AdapterError('request-cancelled', 'inference cancelled', { usage: partial() });
-      }
-      throw withUsage(err);
+      throw inferFailure(err, ctx.signal, partial, 'llama.cpp');
     }
   }
 
@@ -289,13 +273,12 @@ export class LlamaCppAdapter implements RunnerAdapter {
         throw new AdapterError('backend-error', 'llama.cpp /tokenize answer has no tokens', { details: ['invalid-response'] });
       }
     }
-    const room = this.nCtx !== undefined ? Math.max(0, this.nCtx - inputTokens) : request.maxTokens;
-    const outputTokensMax = Math.min(request.maxTokens, room);
+    const outputTokensMax = outputRoom(request.maxTokens, this.nCtx, inputTokens);
     return { inputTokens, exact, outputTokensMax, latencyEstimateMs: this.latency.estimateMs(inputTokens, outputTokensMax) };
   }
 
   health(): Promise<HealthResult> {
-    return probeBackendHealth(this.conn, '/health');
+    return probeBackendHealth(this.conn);
   }
 
   async stop(): Promise<void> {

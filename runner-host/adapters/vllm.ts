@@ -29,8 +29,10 @@ import {
   ADAPTER_VERSION,
   BackendConnection,
   LatencyModel,
+  inferFailure,
   isNonNegInt,
   mapBackendError,
+  outputRoom,
   readBackendEnv,
   validateInferRequest,
   type BackendEnv,
@@ -62,7 +64,7 @@ export class VllmAdapter implements RunnerAdapter {
   private readonly latency = new LatencyModel({ promptMsPerToken: 0.5, genMsPerToken: 20, overheadMs: 10 });
 
   constructor(private readonly env: BackendEnv) {
-    this.conn = new BackendConnection(env, { adapter: 'vllm', keepAliveDefault: true, healthPath: '/health', probeWithKey: true });
+    this.conn = new BackendConnection(env, { adapter: 'vllm', keepAliveDefault: true, healthPath: '/health' });
   }
 
   get managedBackend() {
@@ -71,7 +73,7 @@ export class VllmAdapter implements RunnerAdapter {
 
   async start(): Promise<void> {
     await this.conn.startManaged();
-    await waitForBackendHealth(this.conn, '/health', this.env.startTimeoutMs, 'vLLM server');
+    await waitForBackendHealth(this.conn, this.env.startTimeoutMs, 'vLLM server');
     const models = await this.refreshModels();
     if (models.length === 0) throw new AdapterError('backend-error', 'vLLM serves no model', { details: ['no-models'] });
     logStderr('info', 'vllm backend ready', { models: models.length, viaProxy: this.conn.client.viaProxy });
@@ -185,12 +187,7 @@ export class VllmAdapter implements RunnerAdapter {
       if (!sawDone) throw new AdapterError('backend-error', 'vLLM stream ended without [DONE]', { details: ['stream-truncated'], usage: partial() });
       return this.result(request, output, usage, finish, t0, ttftMs);
     } catch (err) {
-      if (ctx.signal.aborted) throw new AdapterError('request-cancelled', 'inference cancelled', { usage: partial() });
-      if (err instanceof AdapterError) {
-        if (err.usage) throw err;
-        throw new AdapterError(err.code, err.message, { details: err.details, usage: partial(), cause: err.cause });
-      }
-      throw new AdapterError('backend-error', 'vLLM request failed', { details: ['unexpected'], usage: partial(), cause: err });
+      throw inferFailure(err, ctx.signal, partial, 'vLLM');
     }
   }
 
@@ -242,14 +239,13 @@ export class VllmAdapter implements RunnerAdapter {
         throw mapBackendError(res.status, body);
       }
     }
-    const ctxWin = info?.contextWindow;
-    const outputTokensMax = ctxWin !== undefined ? Math.max(0, Math.min(request.maxTokens, ctxWin - inputTokens)) : request.maxTokens;
+    const outputTokensMax = outputRoom(request.maxTokens, info?.contextWindow, inputTokens);
     return { inputTokens, exact, outputTokensMax, latencyEstimateMs: this.latency.estimateMs(inputTokens, outputTokensMax) };
   }
 
   health(): Promise<HealthResult> {
     // Deep: the server answers AND still lists a model (an engine that lost its model is not healthy).
-    return probeBackendHealth(this.conn, '/health', async () => {
+    return probeBackendHealth(this.conn, async () => {
       const models = await this.refreshModels();
       return models.length === 0 ? { ok: false, detail: 'no-models' } : { ok: true };
     });

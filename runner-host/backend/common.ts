@@ -140,14 +140,18 @@ export function mapBackendError(status: number, body: unknown, usage?: Usage): A
 export class BackendConnection {
   readonly client: BackendClient;
   readonly managed: ManagedBackend | undefined;
+  /** GET path that answers 200 when the backend is ready (managed start, readiness wait, health). */
+  readonly healthPath: string;
 
   constructor(
     readonly env: BackendEnv,
-    opts: { adapter: string; keepAliveDefault: boolean; healthPath: string; probeWithKey: boolean },
+    opts: { adapter: string; keepAliveDefault: boolean; healthPath: string },
   ) {
+    this.healthPath = opts.healthPath;
     const keepAlive = env.keepAlive ?? opts.keepAliveDefault;
     if (env.command) {
-      const probeHeaders: Record<string, string> = opts.probeWithKey && env.apiKey ? { authorization: `Bearer ${env.apiKey}` } : {};
+      // The readiness probe carries the inference credentials, like every other request (defect 27).
+      const probeHeaders: Record<string, string> = env.apiKey ? { authorization: `Bearer ${env.apiKey}` } : {};
       this.managed = new ManagedBackend({
         command: env.command,
         healthPath: opts.healthPath,
@@ -183,14 +187,15 @@ export class BackendConnection {
   }
 }
 
-/** Polls `check` until it returns true; 'retry' results wait, errors other than backend-unavailable throw. */
-export async function waitUntilReady(check: () => Promise<boolean>, deadlineMs: number, what: string): Promise<void> {
+/** Polls `check` until it resolves; backend-unavailable errors wait and retry, other errors throw. */
+export async function waitUntilReady(check: () => Promise<unknown>, deadlineMs: number, what: string): Promise<void> {
   const deadline = Date.now() + deadlineMs;
   let delay = 25;
   let last: AdapterError | undefined;
   for (;;) {
     try {
-      if (await check()) return;
+      await check();
+      return;
     } catch (err) {
       if (!(err instanceof AdapterError) || err.code !== 'backend-unavailable') throw err;
       last = err;
@@ -221,10 +226,6 @@ export class LatencyModel {
     this.overheadMs = defaults.overheadMs;
   }
 
-  get observed(): number {
-    return this.samples;
-  }
-
   observe(o: { promptTokens?: number; promptMs?: number; genTokens?: number; genMs?: number }): void {
     const a = this.samples === 0 ? 1 : 0.2;
     let used = false;
@@ -248,18 +249,30 @@ export function isNonNegInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-export function envMaxParallel(env: BackendEnv, fallback: number): number {
-  return env.maxParallel ?? Math.max(1, fallback);
+/** The output tokens that fit: maxTokens, capped by what the context window leaves after the prompt. */
+export function outputRoom(maxTokens: number, contextWindow: number | undefined, inputTokens: number): number {
+  return contextWindow === undefined ? maxTokens : Math.min(maxTokens, Math.max(0, contextWindow - inputTokens));
 }
 
-/** Waits until GET `path` answers 200; 503 (loading) keeps waiting, other statuses fail the start. */
-export function waitForBackendHealth(conn: BackendConnection, path: string, deadlineMs: number, what: string): Promise<void> {
+/**
+ * What an adapter's infer() rejects with: request-cancelled once `signal` aborted; otherwise the error as
+ * an AdapterError carrying usage (its own, else `partial()`), an unexpected one as `<what> request failed`.
+ */
+export function inferFailure(err: unknown, signal: AbortSignal, partial: () => Usage, what: string): AdapterError {
+  if (signal.aborted) return new AdapterError('request-cancelled', 'inference cancelled', { usage: partial() });
+  if (err instanceof AdapterError) {
+    return err.usage ? err : new AdapterError(err.code, err.message, { details: err.details, usage: partial(), cause: err.cause });
+  }
+  return new AdapterError('backend-error', `${what} request failed`, { details: ['unexpected'], usage: partial(), cause: err });
+}
+
+/** Waits until the health path answers 200; 503 (loading) keeps waiting, other statuses fail the start. */
+export function waitForBackendHealth(conn: BackendConnection, deadlineMs: number, what: string): Promise<void> {
   return waitUntilReady(
     async () => {
-      const res = await conn.client.request({ method: 'GET', path, timeoutMs: 5_000 });
+      const res = await conn.client.request({ method: 'GET', path: conn.healthPath, timeoutMs: 5_000 });
       const body = await res.jsonOrUndefined();
-      if (res.status === 200) return true;
-      throw mapBackendError(res.status, body);
+      if (res.status !== 200) throw mapBackendError(res.status, body);
     },
     deadlineMs,
     what,
@@ -317,14 +330,14 @@ function healthDetail(err: AdapterError): string | undefined {
 }
 
 /**
- * The health check every HTTP-backed adapter runs: a managed backend must be ready; GET `path` with
- * the inference credentials must answer 2xx; then `deep` (e.g. "the model is listed") decides.
+ * The health check every HTTP-backed adapter runs: a managed backend must be ready; GET the health path
+ * with the inference credentials must answer 2xx; then `deep` (e.g. "the model is listed") decides.
  */
-export async function probeBackendHealth(conn: BackendConnection, path: string, deep?: () => Promise<HealthResult>): Promise<HealthResult> {
+export async function probeBackendHealth(conn: BackendConnection, deep?: () => Promise<HealthResult>): Promise<HealthResult> {
   const m = conn.managed;
   if (m && m.state !== 'ready') return { ok: false, detail: `backend-${m.state}` };
   try {
-    const res = await conn.client.request({ method: 'GET', path, timeoutMs: 5_000 });
+    const res = await conn.client.request({ method: 'GET', path: conn.healthPath, timeoutMs: 5_000 });
     const body = await res.jsonOrUndefined();
     if (!res.ok) return { ok: false, detail: healthDetail(mapBackendError(res.status, body)) ?? errorDetails(res.status, body).join(' ') };
     return deep ? await deep() : { ok: true };

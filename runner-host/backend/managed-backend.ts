@@ -170,10 +170,6 @@ export class ManagedBackend {
     return this.child?.pid;
   }
 
-  get restartCount(): number {
-    return this.restarts;
-  }
-
   get lastExitStatus(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
     return this.lastExit;
   }
@@ -262,6 +258,12 @@ export class ManagedBackend {
     logStderr('warn', 'managed backend exited', { code: code ?? -1, signal: signal ?? '', restarts: this.restarts });
     this._state = 'restarting';
     if (Date.now() - this.startedAt > this.opts.stableMs) this.restartDelay = this.opts.restartBaseMs;
+    this.scheduleRestart();
+  }
+
+  /** Relaunches after the current backoff (then doubles it); a failed relaunch schedules the next try. */
+  private scheduleRestart(): void {
+    if (this.stopping) return;
     const delay = this.restartDelay;
     this.restartDelay = Math.min(Math.max(this.restartDelay * 2, 1), this.opts.restartMaxMs);
     this.restartTimer = setTimeout(() => {
@@ -273,21 +275,7 @@ export class ManagedBackend {
         logStderr('error', 'managed backend restart failed', { details });
         // launch() left state 'failed' after an exit or timeout: schedule another try.
         this._state = 'restarting';
-        this.onExitRetry();
-      });
-    }, delay);
-  }
-
-  private onExitRetry(): void {
-    if (this.stopping) return;
-    const delay = this.restartDelay;
-    this.restartDelay = Math.min(this.restartDelay * 2, this.opts.restartMaxMs);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      this.restarts++;
-      this.launch(this.opts.startTimeoutMs).catch(() => {
-        this._state = 'restarting';
-        this.onExitRetry();
+        this.scheduleRestart();
       });
     }, delay);
   }
