@@ -104,7 +104,10 @@ export function runnerValidators(): Map<RunnerSchemaName, RunnerValidator> {
   return out;
 }
 
-/** A JSON-RPC error whose data follows RunnerErrorData; the rpc number comes from the catalogue. */
+/**
+ * A JSON-RPC error whose data follows RunnerErrorData; the rpc number comes from the catalogue. A usage
+ * that is not two non-negative integers is left out (adapters report it; it is not trusted blindly).
+ */
 export function runnerError(
   code: ErrorCode,
   message: string,
@@ -112,7 +115,8 @@ export function runnerError(
 ): ResponseError<RunnerErrorData> {
   const data: RunnerErrorData = { code };
   if (extra.details && extra.details.length > 0) data.details = extra.details;
-  if (extra.usage) data.usage = extra.usage;
+  const usage = safeUsage(extra.usage);
+  if (usage) data.usage = usage;
   return new ResponseError<RunnerErrorData>(extra.rpc ?? ERRORS[code].rpc, message, data);
 }
 
@@ -138,12 +142,8 @@ function safeUsage(u: Usage | undefined): Usage | undefined {
 function toResponseError(err: unknown, method: string): ResponseError<unknown> {
   if (err instanceof ResponseError) return err;
   if (err instanceof AdapterError) {
-    const usage = safeUsage(err.usage);
     // AdapterError messages are written by our adapters and carry no prompt or output.
-    return runnerError(err.code, err.message, {
-      ...(err.details ? { details: err.details } : {}),
-      ...(usage ? { usage } : {}),
-    });
+    return runnerError(err.code, err.message, { details: err.details, usage: err.usage });
   }
   logStderr('error', 'adapter threw an unexpected error', {
     method,
@@ -300,30 +300,18 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
       throw runnerError('capacity-exhausted', 'runner is at capacity', { details: [`maxParallel is ${max}`] });
     }
     inflight++;
+    // Aborted with 'cancel', 'deadline' or 'shutdown' (abortAll); the first reason stays in ac.signal.reason.
     const ac = new AbortController();
     controllers.add(ac);
+    const timedOut = (): boolean => ac.signal.reason === 'deadline';
     let deadlineTimer: NodeJS.Timeout | undefined;
-    let abortedBy: 'cancel' | 'deadline' | 'shutdown' | undefined;
-    const cancelSub = token.onCancellationRequested(() => {
-      abortedBy ??= 'cancel';
-      ac.abort('cancel');
-    });
-    if (token.isCancellationRequested) {
-      abortedBy = 'cancel';
-      ac.abort('cancel');
-    }
+    const cancelSub = token.onCancellationRequested(() => ac.abort('cancel'));
+    if (token.isCancellationRequested) ac.abort('cancel');
     if (p.deadlineMs !== undefined) {
       const left = p.deadlineMs - Date.now();
-      const onDeadline = () => {
-        abortedBy ??= 'deadline';
-        ac.abort('deadline');
-      };
-      if (left <= 0) onDeadline();
-      else deadlineTimer = setTimeout(onDeadline, Math.min(left, 2_147_483_647));
+      if (left <= 0) ac.abort('deadline');
+      else deadlineTimer = setTimeout(() => ac.abort('deadline'), Math.min(left, 2_147_483_647));
     }
-    ac.signal.addEventListener('abort', () => {
-      abortedBy ??= 'shutdown';
-    });
 
     const streaming = p.stream === true && p.streamId !== undefined;
     let index = 0;
@@ -338,23 +326,21 @@ export function serveRunner(adapter: RunnerAdapter, io?: ServeIo, opts: ServeOpt
         ...(streaming && adapter.capabilities.streaming ? { onDelta: sendChunk } : {}),
         ...(p.traceparent ? { traceparent: p.traceparent } : {}),
       });
-      if (ac.signal.aborted && abortedBy !== undefined) {
+      if (ac.signal.aborted) {
         // The adapter finished anyway; a cancelled call still ends with -32800 so the caller's
         // bookkeeping stays simple. Usage is the full usage the adapter reported.
-        throw new AdapterError(abortedBy === 'deadline' ? 'runner-timeout' : 'request-cancelled', 'request cancelled', {
+        throw new AdapterError(timedOut() ? 'runner-timeout' : 'request-cancelled', 'request cancelled', {
           usage: result.usage,
         });
       }
       if (streaming && !adapter.capabilities.streaming && result.output.length > 0) sendChunk(result.output);
       return { ...result, requestId: p.request.requestId };
     } catch (err) {
-      if (err instanceof AdapterError && err.code === 'request-cancelled' && abortedBy === 'deadline') {
-        throw runnerError('runner-timeout', 'deadline passed', {
-          ...(safeUsage(err.usage) ? { usage: safeUsage(err.usage)! } : {}),
-        });
+      if (err instanceof AdapterError && err.code === 'request-cancelled' && timedOut()) {
+        throw runnerError('runner-timeout', 'deadline passed', { usage: err.usage });
       }
       if (ac.signal.aborted && !(err instanceof AdapterError)) {
-        throw runnerError(abortedBy === 'deadline' ? 'runner-timeout' : 'request-cancelled', 'request cancelled', {
+        throw runnerError(timedOut() ? 'runner-timeout' : 'request-cancelled', 'request cancelled', {
           usage: { inputTokens: 0, outputTokens: 0 },
         });
       }

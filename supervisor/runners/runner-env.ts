@@ -19,35 +19,22 @@ import type { Config } from '../config/load-config.js';
 
 export const RUNNER_BASE_PATH = '/usr/local/bin:/usr/bin:/bin';
 
-/** Adapters that talk to a backend over the network and so get its URL and key. */
-const BACKEND_ADAPTERS = new Set(['http', 'llama_cpp', 'vllm', 'exec']);
+type BackendKey = 'NODE_RUNNER_URL' | 'NODE_LLAMA_CPP_URL' | 'NODE_VLLM_URL' | 'NODE_RUNNER_API_KEY' | 'NODE_LLAMA_CPP_API_KEY' | 'NODE_VLLM_API_KEY';
 
-export function backendUrlFor(config: Config, adapter: string): string | undefined {
-  switch (adapter) {
-    case 'llama_cpp':
-      return config.NODE_LLAMA_CPP_URL ?? config.NODE_RUNNER_URL;
-    case 'vllm':
-      return config.NODE_VLLM_URL ?? config.NODE_RUNNER_URL;
-    case 'http':
-    case 'exec':
-      return config.NODE_RUNNER_URL;
-    default:
-      return undefined;
-  }
-}
+/**
+ * Adapters that talk to a backend over the network, and where their URL and key come from (first set
+ * source wins). An adapter not listed here gets neither.
+ */
+const BACKEND_SOURCES = new Map<string, { url: readonly BackendKey[]; key: readonly BackendKey[] }>([
+  ['llama_cpp', { url: ['NODE_LLAMA_CPP_URL', 'NODE_RUNNER_URL'], key: ['NODE_LLAMA_CPP_API_KEY', 'NODE_RUNNER_API_KEY'] }],
+  ['vllm', { url: ['NODE_VLLM_URL', 'NODE_RUNNER_URL'], key: ['NODE_VLLM_API_KEY', 'NODE_RUNNER_API_KEY'] }],
+  ['http', { url: ['NODE_RUNNER_URL'], key: ['NODE_RUNNER_API_KEY'] }],
+  ['exec', { url: ['NODE_RUNNER_URL'], key: ['NODE_RUNNER_API_KEY'] }],
+]);
 
-export function backendApiKeyFor(config: Config, adapter: string): string | undefined {
-  switch (adapter) {
-    case 'llama_cpp':
-      return config.NODE_LLAMA_CPP_API_KEY ?? config.NODE_RUNNER_API_KEY;
-    case 'vllm':
-      return config.NODE_VLLM_API_KEY ?? config.NODE_RUNNER_API_KEY;
-    case 'http':
-    case 'exec':
-      return config.NODE_RUNNER_API_KEY;
-    default:
-      return undefined;
-  }
+function firstSet(config: Config, keys: readonly BackendKey[]): string | undefined {
+  for (const k of keys) if (config[k] !== undefined) return config[k];
+  return undefined;
 }
 
 export function buildRunnerEnv(config: Config, opts: { adapter: string; workDir: string }): Record<string, string> {
@@ -58,10 +45,11 @@ export function buildRunnerEnv(config: Config, opts: { adapter: string; workDir:
     TZ: 'UTC',
     FEDAI_ADAPTER: opts.adapter,
   };
-  if (BACKEND_ADAPTERS.has(opts.adapter)) {
-    const url = backendUrlFor(config, opts.adapter);
+  const sources = BACKEND_SOURCES.get(opts.adapter);
+  if (sources) {
+    const url = firstSet(config, sources.url);
     if (url !== undefined) env.FEDAI_BACKEND_URL = url;
-    const key = backendApiKeyFor(config, opts.adapter);
+    const key = firstSet(config, sources.key);
     if (key !== undefined) env.FEDAI_BACKEND_API_KEY = key;
   }
   if (config.NODE_MODEL_ID !== undefined) env.FEDAI_MODEL_ID = config.NODE_MODEL_ID;

@@ -416,12 +416,11 @@ export class RunnerManager extends EventEmitter<RunnerManagerEvents> {
    * runner-killed, runner-protocol-error, or the runner's own code (runner-error, backend-*, …).
    */
   async infer(request: RunnerInferRequest, opts: InferOptions = {}): Promise<InferResult> {
-    if (this.stopping) throw new FedaiError('node-draining');
+    // not ready covers stopping; unavailable() then says node-draining
     if (!this.ready) throw this.unavailable();
     const release = await this.admission.acquire(opts.signal);
     try {
       const proc = this.proc;
-      if (this.stopping) throw new FedaiError('node-draining');
       if (!proc || !this.ready) throw this.unavailable();
       return await this.runInfer(proc, request, opts);
     } finally {
@@ -462,8 +461,11 @@ export class RunnerManager extends EventEmitter<RunnerManagerEvents> {
           if (!timedOut && !clientAborted) opts.onChunk!(c);
         }
       : undefined;
+    // A request we gave up on ends with our code, whatever the runner answered (its usage is kept).
+    const abortCode = (): ErrorCode | undefined => (timedOut ? 'runner-timeout' : clientAborted ? 'request-cancelled' : undefined);
+    let result: InferResult;
     try {
-      const result = await proc.infer(
+      result = await proc.infer(
         {
           request,
           stream: opts.stream === true,
@@ -472,23 +474,21 @@ export class RunnerManager extends EventEmitter<RunnerManagerEvents> {
         },
         { signal: ac.signal, ...(onChunk ? { onChunk } : {}) },
       );
-      if (timedOut) throw withUsage('runner-timeout', result.usage);
-      if (clientAborted) throw withUsage('request-cancelled', result.usage);
-      return result;
     } catch (err) {
-      if (timedOut) throw withUsage('runner-timeout', usageOf(err));
-      if (clientAborted) throw withUsage('request-cancelled', usageOf(err));
-      throw err;
+      const code = abortCode();
+      throw code ? withUsage(code, usageOf(err)) : err;
     } finally {
       clearTimeout(deadline);
       clearTimeout(killTimer);
       opts.signal?.removeEventListener('abort', onClientAbort);
     }
+    const code = abortCode();
+    if (code) throw withUsage(code, result.usage);
+    return result;
   }
 
   /** Pre-request estimate (not admission-limited). Same error codes as infer minus capacity-exhausted. */
   async estimate(request: RunnerInferRequest): Promise<EstimateResult> {
-    if (this.stopping) throw new FedaiError('node-draining');
     const proc = this.proc;
     if (!proc || !this.ready) throw this.unavailable();
     return proc.estimate(request, this.config.NODE_RUNNER_TIMEOUT_MS);
@@ -537,7 +537,6 @@ export class RunnerManager extends EventEmitter<RunnerManagerEvents> {
       await proc.kill('stop');
     }
     await this.cleanup;
-    // a launch may have been between prepare() and spawn
     // a launch in flight (between prepare() and the handshake) sees `stopping` and ends; reap what it spawned
     await this.launching;
     if (this.proc && this.proc !== proc) await this.proc.kill('stop');

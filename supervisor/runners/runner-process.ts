@@ -84,12 +84,9 @@ function isUsage(u: unknown): u is Usage {
   return Number.isSafeInteger(inputTokens) && Number.isSafeInteger(outputTokens) && (inputTokens as number) >= 0 && (outputTokens as number) >= 0;
 }
 
-/** A FedaiError with the same code, details and retryAfterS as `base`, and `usage` (if any). */
-export function withUsage(code: FedaiError['code'], usage: Usage | undefined, base?: FedaiError): FedaiError {
-  return new FedaiError(code, {
-    ...(base?.details !== undefined ? { details: base.details } : {}),
-    ...(usage ? { usage } : {}),
-  });
+/** A FedaiError with `code` that carries `usage` (if any). */
+export function withUsage(code: FedaiError['code'], usage: Usage | undefined): FedaiError {
+  return new FedaiError(code, usage ? { usage } : {});
 }
 
 // vscode-jsonrpc's own connection-level codes (not from the runner): MessageWriteError..ConnectionInactive
@@ -211,14 +208,13 @@ export class RunnerProcess extends EventEmitter {
     if (this.pid === undefined) {
       this.child.once('error', (err: NodeJS.ErrnoException) => this.onExit(null, null, err.code ?? 'spawn-failed'));
     } else {
-      plan.attach(this.pid, (reason, _detail) => {
-        if (!this.isAlive && this.reason === undefined) {
-          // the watchdog reported after we saw the exit: attribute the exit to it all the same
+      plan.attach(this.pid, (reason) => {
+        // Like setReason() (first reason wins), but also after the exit: the watchdog kills first and
+        // reports afterwards, and the exit is attributed to it all the same.
+        if (this.reason === undefined) {
           this.reason = reason;
           if (this.exitInfo) this.exitInfo.killReason = reason;
           this.emit('kill', reason);
-        } else {
-          this.setReason(reason);
         }
         this.emit('breach', reason);
       });
@@ -414,7 +410,7 @@ export class RunnerProcess extends EventEmitter {
     const onAbort = () => cts.cancel();
     if (opts.signal?.aborted) cts.cancel();
     else opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const full: InferParams = streamId ? { ...params, streamId } : { ...params };
+    const full: InferParams = streamId ? { ...params, streamId } : params;
     this.plan.requestStarted?.();
     return this.call<InferResult>(RunnerMethod.infer, full, cts.token)
       .then((r) => {

@@ -74,10 +74,16 @@ describe('buildRunnerEnv (pin)', () => {
     expect(env.FEDAI_BACKEND_API_KEY).toBe('vllm-key');
   });
 
-  it('http: the generic URL and key', () => {
-    const env = buildRunnerEnv(FULL, { adapter: 'http', workDir: '/work/dir' });
+  it.each(['http', 'exec'])('%s: the generic URL and key', (adapter) => {
+    const env = buildRunnerEnv(FULL, { adapter, workDir: '/work/dir' });
     expect(env.FEDAI_BACKEND_URL).toBe('http://runner.local:9000');
     expect(env.FEDAI_BACKEND_API_KEY).toBe('generic-key');
+  });
+
+  it.each(['', 'unknown', 'constructor', 'toString'])('adapter %j is not a backend adapter: no URL or key', (adapter) => {
+    const env = buildRunnerEnv(FULL, { adapter, workDir: '/w' });
+    expect(env).not.toHaveProperty('FEDAI_BACKEND_URL');
+    expect(env).not.toHaveProperty('FEDAI_BACKEND_API_KEY');
   });
 
   it('llama_cpp / vllm fall back to NODE_RUNNER_URL and NODE_RUNNER_API_KEY', () => {

@@ -116,7 +116,7 @@ function request(model: ModelInfo, id: string, maxTokens: number): InferParams['
  */
 export async function checkRunner(
   command: string[],
-  opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
+  opts: CheckOptions = {},
 ): Promise<CheckResult[]> {
   if (command.length === 0) throw new Error('checkRunner: empty command');
   const timeoutMs = opts.timeoutMs ?? 10_000;

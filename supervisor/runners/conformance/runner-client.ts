@@ -6,9 +6,9 @@
 import { PassThrough } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import {
+  CancellationToken,
   createMessageConnection,
   StreamMessageReader,
-  type CancellationToken,
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
 import { FramedMessageWriter } from '../../protocol/framed-message-writer.js';
@@ -115,13 +115,9 @@ export class RunnerClient {
   /** Sends a request; rejects with ResponseError for an error answer, RunnerClientError on timeout or exit. */
   async request<T>(method: string, params: unknown, timeoutMs: number, token?: CancellationToken): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
-    const p = (params === undefined
-      ? token
-        ? this.conn.sendRequest<T>(method, token)
-        : this.conn.sendRequest<T>(method)
-      : token
-        ? this.conn.sendRequest<T>(method, params, token)
-        : this.conn.sendRequest<T>(method, params)) as Promise<T>;
+    // never pass an undefined token: vscode-jsonrpc would send it as a second positional param
+    const t = token ?? CancellationToken.None;
+    const p = params === undefined ? this.conn.sendRequest<T>(method, t) : this.conn.sendRequest<T>(method, params, t);
     try {
       return await Promise.race([
         p,

@@ -55,7 +55,7 @@ describe('checkRunner', () => {
 
   it('fails no-stdout-noise (and only that) for a runner that prints a banner on stdout', async () => {
     const results = await checkRunner([pythonRunnerCommand()[0], join(FIXTURES, 'noisy_runner.py')], {
-      env: { FEDAI_MOCK_TOKEN_DELAY_MS: '10' },
+      env: { FEDAI_MOCK_TOKEN_DELAY_MS: '10', FEDAI_TEST_MARK: `${MARK}-noisy` },
       timeoutMs: 15_000,
     });
     const r = byName(results);
@@ -63,6 +63,7 @@ describe('checkRunner', () => {
     expect(r['no-stdout-noise'].detail).toContain('noisy runner 0.1 ready');
     expect(results.filter((x) => !x.ok).map((x) => x.name)).toEqual(['no-stdout-noise']);
     expect(formatCheckResults(results)).toMatch(/^FAIL no-stdout-noise: .*noise at byte 0/m);
+    expect(livePids(`${MARK}-noisy`)).toEqual([]);
   }, 60_000);
 
   it('fails exit-on-stdin-close for a runner that lingers, and still kills it', async () => {
@@ -85,6 +86,7 @@ describe('checkRunner', () => {
     const r = byName(results);
     expect(r.cancellation).toMatchObject({ ok: false, detail: expect.stringContaining('ignores cancellation') });
     expect(results.filter((x) => !x.ok).map((x) => x.name)).toEqual(['cancellation']);
+    expect(livePids(`${MARK}-deaf`)).toEqual([]);
   }, 60_000);
 
   it('passes a runner faster than a round trip when an immediate cancel is honoured', async () => {
@@ -94,6 +96,7 @@ describe('checkRunner', () => {
     });
     expect(byName(results).cancellation).toMatchObject({ ok: true, detail: expect.stringContaining('partial usage') });
     expect(results.filter((x) => !x.ok)).toEqual([]);
+    expect(livePids(`${MARK}-fast`)).toEqual([]);
   }, 60_000);
 
   it('reports failures instead of throwing for a program that is not a runner', async () => {
