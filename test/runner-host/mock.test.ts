@@ -4,6 +4,7 @@
  * same guarantees end to end through the runner host as a child process.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
+import { ResponseError } from 'vscode-jsonrpc/node';
 import { estimateTokens, AdapterError } from '../../runner-host/adapter.js';
 import { createAdapter, MOCK_VOCABULARY, mockOutput, mockOutputLength } from '../../runner-host/adapters/mock.js';
 import { loadAdapter } from '../../runner-host/adapters/index.js';
@@ -137,7 +138,10 @@ describe('mock runner through the host (child process)', () => {
     expect(plain.output).not.toContain(CANARY);
     expect(streamed.output).toBe(plain.output);
     expect(client.chunks.map((c) => c.delta).join('')).toBe(streamed.output);
+    expect(bad).toBeInstanceOf(ResponseError);
+    expect((bad as ResponseError<{ code?: string }>).data?.code).toBe('invalid-params');
     expect(JSON.stringify(bad)).not.toContain(CANARY);
+    expect((bad as ResponseError<unknown>).message).not.toContain(CANARY); // message is not an own enumerable field: stringify skips it
     client.proc.stdin!.end();
     expect((await client.waitExit(15_000))?.code).toBe(0);
     await client.kill();

@@ -4,17 +4,14 @@
  * run on a simulated host without bubblewrap/seccomp (skipLayers), where it must still keep what it
  * promises (docs/sandbox.md, "What each profile guarantees").
  */
-import { afterAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PROBES, formatContainmentTable, probeProfile, runHostileProbes, checkSandbox } from '../../supervisor/sandbox/check-sandbox.js';
-import { listProfiles, loadProfile } from '../../supervisor/sandbox/profiles.js';
+import { expect, test } from '@jest/globals';
+import { PROBES, formatContainmentTable, checkSandbox } from '../../supervisor/sandbox/check-sandbox.js';
+import { listProfiles } from '../../supervisor/sandbox/profiles.js';
 import { configFrom } from '../../supervisor/config/load-config.js';
+import { describeEveryProbeContained, hostileDataDir } from './hostile-shared.js';
 import { captureLogger, describeSandbox, HOSTILE_GPU_FILE_PROFILES } from './sandbox-env.js';
 
-const dataDir = mkdtempSync(join(tmpdir(), 'fedai-hostile-data-'));
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+const dataDir = hostileDataDir();
 
 // Split over two files so that they run in parallel: strict (via checkSandbox), standard and dev here;
 // gpu and the degraded dev host in hostile-gpu.test.ts.
@@ -37,22 +34,5 @@ describeSandbox('hostile runner', () => {
     expect(r.layers.filter((l) => l.active).map((l) => l.layer)).toEqual(expect.arrayContaining(['cgroup-v1', 'prlimit', 'setpriv', 'bwrap', 'seccomp', 'watchdog']));
   }, 80_000);
 
-  describe.each(HERE)('profile %s', (name) => {
-    test('every probe is contained', async () => {
-      const r = await runHostileProbes({ profile: probeProfile(loadProfile(name)), logger: captureLogger('error').logger, dataDir });
-      const leaks = r.probes.filter((p) => !p.contained);
-      expect({ leaks, stderr: leaks.length ? r.stderr.slice(-500) : '' }).toEqual({ leaks: [], stderr: '' });
-      expect(r.probes.length).toBe(PROBES.length);
-      expect(r.breach?.reason).toBe('wall-time');
-      if (loadProfile(name).network.mode === 'egress') {
-        expect(r.egress).toEqual({ allowed: 1, refused: 6 });
-        expect(r.probes.find((p) => p.probe === 'egress-allowed')!.detail).toMatch(/via proxy .*: 200/);
-      } else {
-        expect(r.probes.find((p) => p.probe === 'egress-allowed')!.detail).toMatch(/no egress proxy/);
-      }
-      expect(r.usage?.pidsLimitHits).toBeGreaterThan(0);
-      expect(r.usage?.oomKills).toBeGreaterThan(0);
-    }, 80_000);
-  });
-
+  describeEveryProbeContained(HERE, dataDir);
 });

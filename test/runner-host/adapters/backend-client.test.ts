@@ -6,19 +6,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { AdapterError } from '../../../runner-host/adapter.js';
 import { BackendClient, stripTrailingSlash } from '../../../runner-host/backend/backend-client.js';
+import { caught } from './adapter-harness.js';
 import { startTestProxy, waitFor } from './helpers.js';
-
-async function caught(p: Promise<unknown>): Promise<AdapterError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AdapterError);
-    return e as AdapterError;
-  }
-  throw new Error('expected an AdapterError');
-}
 
 const connections = { http: 0, https: 0 };
 const seenAuth: string[] = [];
@@ -28,6 +18,11 @@ const handler: http.RequestListener = (req, res) => {
   if (req.url === '/big') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('"' + 'x'.repeat(5000) + '"');
+    return;
+  }
+  if (req.url === '/not-json') {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('NOT-JSON-BODY-3c1e');
     return;
   }
   const b = JSON.stringify({ path: req.url, method: req.method });
@@ -150,6 +145,11 @@ describe('backend client', () => {
     const c = new BackendClient({ baseUrl: plainUrl, maxBodyBytes: 1000 });
     const r = await c.request({ path: '/big' });
     const e = await caught(r.text());
+    expect(e.code).toBe('backend-error');
     expect(e.details).toEqual(['body-too-large']);
+    const e2 = await caught((await c.request({ path: '/not-json' })).json());
+    expect(e2.code).toBe('backend-error');
+    expect(e2.details).toEqual(['status=200', 'invalid-json']);
+    expect(JSON.stringify([e2.message, e2.details])).not.toContain('NOT-JSON-BODY'); // the body itself is never reported
   });
 });

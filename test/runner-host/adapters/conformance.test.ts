@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
-import { checkRunner, formatCheckResults } from '../../../supervisor/runners/conformance/check-runner.js';
+import { CHECK_NAMES, checkRunner, formatCheckResults } from '../../../supervisor/runners/conformance/check-runner.js';
 import { runnerHostCommand } from '../../../supervisor/runners/runner-command.js';
 import { FAKES, startFake, type FakeBackend } from './helpers.js';
 
@@ -15,16 +15,21 @@ afterAll(async () => {
 
 async function check(env: Record<string, string>): Promise<void> {
   const results = await checkRunner(runnerHostCommand(), { env, timeoutMs: 15_000 });
-  const failed = results.filter((r) => !r.ok);
-  if (failed.length > 0) throw new Error(formatCheckResults(results));
+  expect(results.map((r) => r.name)).toEqual([...CHECK_NAMES]);
+  expect(formatCheckResults(results.filter((r) => !r.ok))).toBe(''); // on failure, the diff names each failed check
   expect(results.find((r) => r.name === 'cancellation')?.detail).toMatch(/partial usage/);
+}
+
+/** The adapter attached (FEDAI_BACKEND_URL) to a fake backend started for the test. */
+async function checkAttached(adapter: string, script: string, args: string[]): Promise<void> {
+  const f = await startFake(script, args);
+  fakes.push(f);
+  await check({ FEDAI_ADAPTER: adapter, FEDAI_BACKEND_URL: f.url });
 }
 
 describe('backend adapters pass the conformance kit as child processes', () => {
   test('llama_cpp, attached', async () => {
-    const f = await startFake('fake-llama-cpp.mjs', ['--token-delay-ms', '10']);
-    fakes.push(f);
-    await check({ FEDAI_ADAPTER: 'llama_cpp', FEDAI_BACKEND_URL: f.url });
+    await checkAttached('llama_cpp', 'fake-llama-cpp.mjs', ['--token-delay-ms', '10']);
   }, 60_000);
 
   test('llama_cpp, managed', async () => {
@@ -35,14 +40,10 @@ describe('backend adapters pass the conformance kit as child processes', () => {
   }, 60_000);
 
   test('vllm', async () => {
-    const f = await startFake('fake-vllm.mjs', ['--token-delay-ms', '10']);
-    fakes.push(f);
-    await check({ FEDAI_ADAPTER: 'vllm', FEDAI_BACKEND_URL: f.url });
+    await checkAttached('vllm', 'fake-vllm.mjs', ['--token-delay-ms', '10']);
   }, 60_000);
 
   test('http', async () => {
-    const f = await startFake('fake-http-backend.mjs', ['--sse', '--token-delay-ms', '20']);
-    fakes.push(f);
-    await check({ FEDAI_ADAPTER: 'http', FEDAI_BACKEND_URL: f.url });
+    await checkAttached('http', 'fake-http-backend.mjs', ['--sse', '--token-delay-ms', '20']);
   }, 60_000);
 });

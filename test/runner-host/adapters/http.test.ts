@@ -1,36 +1,18 @@
-import { afterEach, describe, expect, test } from '@jest/globals';
+import { describe, expect, test } from '@jest/globals';
 import { AdapterError, type RunnerAdapter } from '../../../runner-host/adapter.js';
 import { createAdapter } from '../../../runner-host/adapters/http.js';
 import type { RunnerInferRequest } from '../../../supervisor/protocol/runner-protocol.js';
-import { startFake, startTestProxy, waitFor, type FakeBackend } from './helpers.js';
+import { caught, ctx, perTestBackends } from './adapter-harness.js';
+import { startTestProxy, waitFor, type FakeBackend } from './helpers.js';
 
 const req = (o: Partial<RunnerInferRequest> = {}): RunnerInferRequest => ({ requestId: 'h-1', modelId: 'http-model', prompt: 'one two three', maxTokens: 4, ...o });
-const ctx = (o: { onDelta?: (d: string) => void; signal?: AbortSignal } = {}) => ({ signal: o.signal ?? new AbortController().signal, ...o });
-
-async function caught(p: Promise<unknown>): Promise<AdapterError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AdapterError);
-    return e as AdapterError;
-  }
-  throw new Error('expected an AdapterError');
-}
-
-const adapters: RunnerAdapter[] = [];
-const fakes: FakeBackend[] = [];
-async function setup(args: string[] = [], env: NodeJS.ProcessEnv = {}, start = true): Promise<{ a: RunnerAdapter; f: FakeBackend }> {
-  const f = await startFake('fake-http-backend.mjs', args);
-  fakes.push(f);
-  const a = createAdapter({ FEDAI_BACKEND_URL: f.url + '/', ...env });
-  adapters.push(a);
-  if (start) await a.start();
+const { adapter, fake } = perTestBackends(createAdapter, 'fake-http-backend.mjs');
+async function setup(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ a: RunnerAdapter; f: FakeBackend }> {
+  const f = await fake(args);
+  const a = adapter({ FEDAI_BACKEND_URL: f.url + '/', ...env });
+  await a.start();
   return { a, f };
 }
-afterEach(async () => {
-  await Promise.all(adapters.splice(0).map((a) => a.stop()));
-  await Promise.all(fakes.splice(0).map((f) => f.stop()));
-});
 
 describe('http adapter', () => {
   test('models from /models; empty list falls back to FEDAI_MODEL_ID with 4096', async () => {
@@ -84,6 +66,7 @@ describe('http adapter', () => {
     const { a } = await setup();
     const deltas: string[] = [];
     const r = await a.infer(req(), ctx({ onDelta: (d) => deltas.push(d) }));
+    expect(r.output).toBe('echo-free output from the');
     expect(deltas).toEqual([r.output]);
   });
 
@@ -111,8 +94,7 @@ describe('http adapter', () => {
     const s = await f.stats();
     expect(s.unauthorized).toBe(0);
     expect(s.requests['/health']).toBe(1);
-    const bad = createAdapter({ FEDAI_BACKEND_URL: f.url, FEDAI_BACKEND_API_KEY: 'hk-bad' });
-    adapters.push(bad);
+    const bad = adapter({ FEDAI_BACKEND_URL: f.url, FEDAI_BACKEND_API_KEY: 'hk-bad' });
     const e = await caught(bad.start());
     expect(e.details).toContain('authentication');
     expect(JSON.stringify([e.message, e.details])).not.toMatch(/hk-/);
@@ -130,12 +112,10 @@ describe('http adapter', () => {
   });
 
   test('through the egress proxy', async () => {
-    const f = await startFake('fake-http-backend.mjs');
-    fakes.push(f);
+    const f = await fake();
     const proxy = await startTestProxy([f.url]);
     try {
-      const a = createAdapter({ FEDAI_BACKEND_URL: f.url, FEDAI_EGRESS_PROXY: proxy.socketPath });
-      adapters.push(a);
+      const a = adapter({ FEDAI_BACKEND_URL: f.url, FEDAI_EGRESS_PROXY: proxy.socketPath });
       await a.start();
       await a.infer(req(), ctx());
       expect(proxy.seen).toEqual([`GET ${f.url}/models`, `POST ${f.url}/infer`]);

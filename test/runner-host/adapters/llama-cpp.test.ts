@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
-import { AdapterError, type RunnerAdapter } from '../../../runner-host/adapter.js';
+import type { RunnerAdapter } from '../../../runner-host/adapter.js';
 import { createAdapter } from '../../../runner-host/adapters/llama-cpp.js';
 import { BackendClient } from '../../../runner-host/backend/backend-client.js';
 import { mapBackendError } from '../../../runner-host/backend/common.js';
 import type { RunnerInferRequest } from '../../../supervisor/protocol/runner-protocol.js';
+import { caught, ctx, perTestBackends } from './adapter-harness.js';
 import { FAKES, pidAlive, startFake, startTestProxy, waitFor, type FakeBackend } from './helpers.js';
 
 const RECORDED_16 = 'unsél вне dispositionurtplementмерикан Abscuss子iver newstringье -> provider';
@@ -15,35 +16,7 @@ const req = (o: Partial<RunnerInferRequest> = {}): RunnerInferRequest => ({
   maxTokens: 16,
   ...o,
 });
-const ctx = (o: { onDelta?: (d: string) => void; signal?: AbortSignal } = {}) => ({ signal: o.signal ?? new AbortController().signal, ...o });
-
-async function caught(p: Promise<unknown>): Promise<AdapterError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AdapterError);
-    return e as AdapterError;
-  }
-  throw new Error('expected an AdapterError');
-}
-
-const adapters: RunnerAdapter[] = [];
-const fakes: FakeBackend[] = [];
-function adapter(env: NodeJS.ProcessEnv): RunnerAdapter {
-  const a = createAdapter(env);
-  adapters.push(a);
-  return a;
-}
-async function fake(args: string[] = []): Promise<FakeBackend> {
-  const f = await startFake('fake-llama-cpp.mjs', args);
-  fakes.push(f);
-  return f;
-}
-
-afterEach(async () => {
-  await Promise.all(adapters.splice(0).map((a) => a.stop()));
-  await Promise.all(fakes.splice(0).map((f) => f.stop()));
-});
+const { adapter, fake } = perTestBackends(createAdapter, 'fake-llama-cpp.mjs');
 
 describe('llama_cpp adapter, attached', () => {
   let shared: FakeBackend;

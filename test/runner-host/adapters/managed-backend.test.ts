@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { AdapterError } from '../../../runner-host/adapter.js';
 import { ManagedBackend, parseCommandLine, pickFreePort } from '../../../runner-host/backend/managed-backend.js';
@@ -41,6 +42,13 @@ describe('managed backend', () => {
     const p = await pickFreePort();
     expect(p).toBeGreaterThan(0);
     expect(p).toBeLessThan(65536);
+    const srv = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(p, '127.0.0.1', resolve);
+    });
+    expect((srv.address() as net.AddressInfo).port).toBe(p);
+    await new Promise((r) => srv.close(r));
   });
 
   test('waits through the loading phase; output is kept in a bounded buffer, never on our stdout', async () => {
@@ -65,6 +73,7 @@ describe('managed backend', () => {
     );
     expect(e?.code).toBe('backend-unavailable');
     expect(e?.details).toEqual(['backend-start-timeout', 'loading']);
+    expect(m.pid).toEqual(expect.any(Number)); // it was spawned: the check below is about a real process
     expect(m.pid !== undefined && pidAlive(m.pid)).toBe(false);
   });
 

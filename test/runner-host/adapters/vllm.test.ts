@@ -1,40 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
-import { AdapterError, type RunnerAdapter } from '../../../runner-host/adapter.js';
+import type { RunnerAdapter } from '../../../runner-host/adapter.js';
 import { createAdapter } from '../../../runner-host/adapters/vllm.js';
 import type { RunnerInferRequest } from '../../../supervisor/protocol/runner-protocol.js';
+import { caught, ctx, perTestBackends } from './adapter-harness.js';
 import { FAKES, pidAlive, startFake, startTestProxy, waitFor, type FakeBackend } from './helpers.js';
 
 const MODEL = 'facebook/opt-125m';
 const req = (o: Partial<RunnerInferRequest> = {}): RunnerInferRequest => ({ requestId: 'v-1', modelId: MODEL, prompt: 'Once upon a time', maxTokens: 8, ...o });
-const ctx = (o: { onDelta?: (d: string) => void; signal?: AbortSignal } = {}) => ({ signal: o.signal ?? new AbortController().signal, ...o });
-
-async function caught(p: Promise<unknown>): Promise<AdapterError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(AdapterError);
-    return e as AdapterError;
-  }
-  throw new Error('expected an AdapterError');
-}
-
-const adapters: RunnerAdapter[] = [];
-const fakes: FakeBackend[] = [];
-function adapter(env: NodeJS.ProcessEnv): RunnerAdapter {
-  const a = createAdapter(env);
-  adapters.push(a);
-  return a;
-}
-async function fake(args: string[] = []): Promise<FakeBackend> {
-  const f = await startFake('fake-vllm.mjs', args);
-  fakes.push(f);
-  return f;
-}
-afterEach(async () => {
-  await Promise.all(adapters.splice(0).map((a) => a.stop()));
-  await Promise.all(fakes.splice(0).map((f) => f.stop()));
-});
+const { adapter, fake } = perTestBackends(createAdapter, 'fake-vllm.mjs');
 
 describe('vllm adapter', () => {
   let f: FakeBackend;
@@ -151,7 +125,7 @@ describe('vllm adapter, own backends', () => {
     const f = await fake(['--api-key', 'vk-secret-1']);
     const good = adapter({ FEDAI_BACKEND_URL: f.url, FEDAI_BACKEND_API_KEY: 'vk-secret-1' });
     await good.start();
-    await good.infer(req({ maxTokens: 1 }), ctx());
+    expect((await good.infer(req({ maxTokens: 1 }), ctx())).usage.outputTokens).toBe(1);
     expect(await good.health()).toEqual({ ok: true });
     const bad = adapter({ FEDAI_BACKEND_URL: f.url, FEDAI_BACKEND_API_KEY: 'vk-wrong-2' });
     const e = await caught(bad.start());
