@@ -69,10 +69,12 @@ describe('catalogue shape', () => {
   });
 
   test('retryable codes are the ones a client can retry (429, 499, 5xx)', () => {
-    for (const code of codes) {
-      const spec = ERRORS[code] as { status: number; retryable?: boolean };
-      if (spec.retryable) expect([429, 499, 502, 503, 504]).toContain(spec.status);
-    }
+    const retryable = codes.filter((code) => (ERRORS[code] as { retryable?: boolean }).retryable === true);
+    // the codes clients and routers are told to retry (Retry-After) are among them
+    expect(retryable).toEqual(expect.arrayContaining(['rate-limited', 'capacity-exhausted', 'payment-backend-unavailable', 'runner-unavailable']));
+    for (const code of retryable) expect([code, [429, 499, 502, 503, 504].includes(ERRORS[code].status)]).toEqual([code, true]);
+    // a client fault is never retryable
+    for (const code of ['invalid-signature', 'nonce-reused', 'invalid-envelope', 'payment-required'] as ErrorCode[]) expect([code, (ERRORS[code] as { retryable?: boolean }).retryable === true]).toEqual([code, false]);
   });
 
   test('the catalogue is non-trivial and has no duplicate spellings differing only by case', () => {

@@ -32,12 +32,15 @@ describe('fedai CLI', () => {
     expect(parseIdentity(k.nsec).npub).toBe(k.npub);
     expect(Buffer.from(parsePublicKey(k.npub)).toString('hex')).toBe(k.pubHex);
     const txt = await fedai(['keygen']);
+    expect(txt.code).toBe(0);
     expect(txt.out).toMatch(/^nsec nsec1\w+\nnpub npub1\w+\n$/);
   });
 
   it('--help, unknown commands and bad flags have distinct exit codes', async () => {
     expect((await fedai(['--help'])).code).toBe(0);
-    expect((await fedai(['infer', '--help'])).out).toContain('--request-id');
+    const inferHelp = await fedai(['infer', '--help']);
+    expect(inferHelp.code).toBe(0);
+    expect(inferHelp.out).toContain('--request-id');
     expect((await fedai(['frobnicate'])).code).toBe(2);
     expect((await fedai(['keygen', '--bogus'])).code).toBe(2);
     expect((await fedai(['infer', '--prompt', 'x'])).code).toBe(2);

@@ -65,6 +65,7 @@ describe('signEnvelope / verifyEnvelope', () => {
   test('sig and any extra outer key are not part of the signed bytes', () => {
     const env = signEnvelope({ a: 1 }, signer);
     expect(canonicalBytes({ ...env, sig: 'other' } as Envelope<unknown>).equals(canonicalBytes(env))).toBe(true);
+    expect(canonicalBytes({ ...env, extra: 'x' } as Envelope<unknown>).equals(canonicalBytes(env))).toBe(true);
   });
 
   test('a non-serialisable payload built in process is invalid-signature, not a throw', () => {

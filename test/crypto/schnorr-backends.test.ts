@@ -4,7 +4,7 @@
  * event loop and on the worker pool. CI sets FEDAI_REQUIRE_NATIVE_SCHNORR=1: there the native build
  * must have been made by `npm ci`, so the fast path is what the suite exercises.
  */
-import { afterAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { CryptoPool } from '../../supervisor/crypto/crypto-pool.js';
 import { generateIdentity } from '../../supervisor/crypto/keys.js';
@@ -48,11 +48,15 @@ test('auto picks native when built; wasm is always available', () => {
   else expect(() => resolveSchnorrBackend('native')).toThrow(/optional dependency bcrypto.*apt-get install/);
 });
 
-const describeNative = 'backend' in native ? describe : describe.skip;
+// Where CI requires the native build, a missing one fails these tests instead of skipping them.
+const describeNative = 'backend' in native || requireNative ? describe : describe.skip;
 
 describeNative('native and wasm agree', () => {
-  const a = (native as { backend: SchnorrBackend }).backend;
+  let a: SchnorrBackend;
   const b = resolveSchnorrBackend('wasm');
+  beforeAll(() => {
+    a = resolveSchnorrBackend('native'); // throws, with the fix, when the build is missing
+  });
 
   test('byte-identical signatures for the same auxRand, each verified by the other', () => {
     for (let i = 0; i < 300; i++) {
@@ -111,7 +115,7 @@ describe('the worker pool uses the selected backend', () => {
     for (const p of pools) await p.close();
     useSchnorrBackend('auto');
   });
-  const names: ('wasm' | 'native')[] = ['wasm', ...('backend' in native ? (['native'] as const) : [])];
+  const names: ('wasm' | 'native')[] = ['wasm', ...('backend' in native || requireNative ? (['native'] as const) : [])];
   test.each(names)('%s: signatures from the workers verify inline, and tampering fails on the workers', async (name) => {
     useSchnorrBackend(name);
     const pool = new CryptoPool(2);

@@ -85,6 +85,8 @@ describe.each(CASES)('$name', (c) => {
     expect(metering.payload.outputTokens).toBe(response.payload.usage.outputTokens);
     expect(metering.payload.outputTokens).toBeGreaterThan(0);
     const direct = await c.direct(fake, prompt, 8);
+    // every attached backend is asked directly; only the managed one (no fake of ours to ask) is not
+    expect(direct === undefined).toBe(c.fake === undefined);
     if (direct) expect({ inputTokens: metering.payload.inputTokens, outputTokens: metering.payload.outputTokens }).toEqual(direct);
     expect(models.length).toBeGreaterThan(0);
 

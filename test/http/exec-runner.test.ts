@@ -18,8 +18,12 @@ describe('NODE_RUNNER=exec with the Python reference runner', () => {
     expect(r.json.response.payload.output).not.toContain('hello from python');
     expect(r.json.metering.payload.outputTokens).toBe(r.json.response.payload.usage.outputTokens);
     const s = await t.post('/infer/stream', t.sign(t.request({ modelId: model, prompt: 'stream from python', maxTokens: 6 })));
+    expect(s.status).toBe(200);
     const frames = parseSse(s.text);
     const final = frames.find((f) => f.event === 'final')!;
+    expect(final).toBeDefined();
+    expect(checkEnvelopeSignature(final.data.response)).toBeNull();
+    expect(frames.filter((f) => f.event === 'chunk').length).toBeGreaterThanOrEqual(1);
     expect(frames.filter((f) => f.event === 'chunk').map((f) => f.data.delta).join('')).toBe(final.data.response.payload.output);
   }, 60_000);
 });

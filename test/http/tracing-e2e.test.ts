@@ -37,9 +37,11 @@ describe('traces', () => {
   });
 
   it('a refused request records its error code on the span', async () => {
-    expect((await t.post('/infer', t.sign(t.request({ modelId: 'nope' })))).status).toBe(404);
-    const s = spans.getFinishedSpans().reverse().find((x) => x.name === 'node.infer')!;
-    expect(s.attributes['error.type']).toBe('model-not-found');
-    expect(s.attributes['http.response.status_code']).toBe(404);
+    const req = t.request({ modelId: 'nope' });
+    expect((await t.post('/infer', t.sign(req))).status).toBe(404);
+    const s = spans.getFinishedSpans().find((x) => x.name === 'node.infer' && x.attributes['fedai.request_id'] === req.requestId);
+    expect(s).toBeDefined();
+    expect(s!.attributes['error.type']).toBe('model-not-found');
+    expect(s!.attributes['http.response.status_code']).toBe(404);
   });
 });

@@ -50,6 +50,7 @@ describe.each([
       expect(c.json.error).toBe('runner-crashed');
       // wait for the restart so the crash path (stderr tail on the crash event) has been logged
       for (let i = 0; i < 100 && !t.node.runner.ready; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(t.node.runner.ready).toBe(true);
     }
     await new Promise((r) => setTimeout(r, 200));
     const logs = t.logs.join('');

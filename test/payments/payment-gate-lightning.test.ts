@@ -148,7 +148,8 @@ describe('with LND', () => {
     const req = inferenceRequest();
     const pr = await challenge(req);
     const preimage = f.pay(pr.paymentHash!);
-    await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
+    const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
+    expect(t.reference).toBe(pr.paymentHash);
     expect(f.requests.some((x) => x.path === `/v1/invoice/${pr.paymentHash}`)).toBe(true);
   });
 
@@ -160,7 +161,8 @@ describe('with LND', () => {
     const preimage = f.pay(pr.paymentHash!);
     f.failNext = 1;
     const n = f.requests.length;
-    await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
+    const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
+    expect(t.reference).toBe(pr.paymentHash);
     expect(f.requests.length - n).toBe(2);
   });
 
@@ -226,6 +228,8 @@ describe('with CLN (clnrest)', () => {
     await expectCode(unpaid, 'payment-unsettled', 400);
     const preimage = f.pay(pr.paymentHash!);
     const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 22, invoice: pr.invoice, preimage })), {});
+    expect(t.reference).toBe(pr.paymentHash);
+    expect(t.amountSats).toBe(22);
     await t.commit();
     expect(f.requests.some((r) => r.path === '/v1/listinvoices')).toBe(true);
     for (const secret of [f.rune, pr.invoice, preimage]) expect(h.logs.text()).not.toContain(secret);
@@ -253,7 +257,8 @@ describe('with NODE_LN_VERIFY_URL', () => {
     h = await openGate({ ...PRICED, ...FAST, NODE_LN_VERIFY_URL: v.url });
     const req = inferenceRequest();
     const { paymentHash, preimage } = preimagePair();
-    await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), {});
+    const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), {});
+    expect(t.reference).toBe(paymentHash);
     expect(v.bodies).toEqual([{ paymentHash, preimage, amountSats: 20, payeeId: 'node-test-1', requestId: req.requestId }]);
   });
 
@@ -291,7 +296,10 @@ describe('with NODE_LN_VERIFY_URL', () => {
     await expectCode(r, 'payment-backend-unavailable', 503);
     // the receipt was not burnt by the outage: once the verifier is back it is accepted
     v.mode = 'ok';
-    await (await h.gate.check(r, {})).commit();
+    const t = await h.gate.check(r, {});
+    expect(t.amountSats).toBe(20);
+    await t.commit();
+    await expectCode(r, 'payment-receipt-reused', 409);
   });
 
   it('refuses a payment that settled longer ago than the max receipt age', async () => {

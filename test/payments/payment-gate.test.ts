@@ -172,8 +172,9 @@ describe('receipt checks, in order, with exact codes', () => {
     await expectCode(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: Date.now() + 30_000 })), 'payment-receipt-future', 400);
     await expectCode(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: Date.now() - 120_000 })), 'payment-receipt-expired', 400);
     await expectCode(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: 0 })), 'payment-receipt-expired', 400);
-    await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: Date.now() + 2000 })), {});
-    await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: Date.now() - 50_000 })), {});
+    // within the skew and within the max age: accepted
+    expect((await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: Date.now() + 2000 })), {})).amountSats).toBe(20);
+    expect((await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paidAtMs: Date.now() - 50_000 })), {})).amountSats).toBe(20);
   });
 });
 
@@ -230,7 +231,8 @@ describe('payment proof without a Lightning backend', () => {
     const req = inferenceRequest();
     const { paymentHash, preimage } = preimagePair();
     await expectCode(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash })), 'preimage-required', 400);
-    await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), {});
+    const t = await h.gate.check(withReceipts(req, receipt(client, req, { amountSats: 20, paymentHash, preimage })), {});
+    expect(t.reference).toBe(paymentHash);
   });
 
   it('400 preimage-mismatch when sha256(preimage) ≠ paymentHash (or the invoice hash)', async () => {
@@ -258,7 +260,9 @@ describe('payment proof without a Lightning backend', () => {
     await expectCode(at(old), 'invoice-expired', 400);
     await expectCode(at(encodeBolt11(ln, { amountMsat: 20_000n, paymentHash: preimagePair().paymentHash })), 'invoice-invalid', 400);
     const good = encodeBolt11(ln, { amountMsat: 20_000n, paymentHash });
-    await h.gate.check(at(good, { preimage }), {});
+    const t = await h.gate.check(at(good, { preimage }), {});
+    expect(t.reference).toBe(paymentHash);
+    expect(t.amountSats).toBe(20);
   });
 
   it('without Lightning configured a receipt needs no proof (fed_AI router interoperability)', async () => {

@@ -101,13 +101,21 @@ describe('replay rules', () => {
 
   test('bad keyId/nonce types are a typed error, not a crash', () => {
     const s = openStore(freshDir(), new Clock());
+    const codeOf = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (err) {
+        expect(err).toBeInstanceOf(FedaiError);
+        return (err as FedaiError).code;
+      }
+      throw new Error('expected a FedaiError, but the call returned');
+    };
     expect(() => s.commit(A, '', T0)).toThrow(FedaiError);
     expect(() => s.check(undefined as unknown as string, 'n', T0)).toThrow(FedaiError);
-    try {
-      s.commit(A, 7 as unknown as string, T0);
-    } catch (err) {
-      expect((err as FedaiError).code).toBe('invalid-envelope');
-    }
+    expect(codeOf(() => s.commit(A, '', T0))).toBe('invalid-envelope');
+    expect(codeOf(() => s.check(undefined as unknown as string, 'n', T0))).toBe('invalid-envelope');
+    expect(codeOf(() => s.commit(A, 7 as unknown as string, T0))).toBe('invalid-envelope');
+    expect(s.size).toBe(0);
   });
 
   test('long keyIds and nonces are fine (hashed keys)', () => {
