@@ -81,7 +81,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const seconds = Number(process.argv[2] ?? 2);
   const rows = await runMeteringBench({ seconds });
   process.stdout.write(`metering spool (append + group-commit fdatasync), ${tmpdir()}\n`);
-  process.stdout.write('concurrency  appends/s  fsyncs/s  records/fsync\n');
+  process.stdout.write('concurrency  appends/s  synced writes/s  records/write\n');
   for (const r of rows) {
     process.stdout.write(`${String(r.concurrency).padStart(11)}  ${r.appendsPerSec.toFixed(0).padStart(9)}  ${r.fsyncsPerSec.toFixed(0).padStart(8)}  ${r.recordsPerFsync.toFixed(1).padStart(13)}\n`);
   }
