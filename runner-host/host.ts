@@ -20,7 +20,7 @@ import {
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
 import { FramedMessageWriter } from '../supervisor/protocol/framed-message-writer.js';
-import { ERRORS, type ErrorCode } from '../supervisor/errors.js';
+import { ERRORS, isUsage, type ErrorCode } from '../supervisor/errors.js';
 import {
   RUNNER_PROTOCOL_VERSION,
   RpcCode,
@@ -129,12 +129,8 @@ function logStderr(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fiel
   }
 }
 
-function isNonNegInt(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 0;
-}
-
 function safeUsage(u: Usage | undefined): Usage | undefined {
-  if (!u || !isNonNegInt(u.inputTokens) || !isNonNegInt(u.outputTokens)) return undefined;
+  if (!isUsage(u)) return undefined;
   return { inputTokens: u.inputTokens, outputTokens: u.outputTokens };
 }
 

@@ -150,13 +150,17 @@ export function toFedaiError(err: unknown): FedaiError {
   return new FedaiError('internal-error', { cause: err });
 }
 
+/** Token usage as a runner reports it: two non-negative safe integers (anything else is not trusted). */
+export function isUsage(u: unknown): u is { inputTokens: number; outputTokens: number } {
+  if (!u || typeof u !== 'object') return false;
+  const { inputTokens, outputTokens } = u as { inputTokens?: unknown; outputTokens?: unknown };
+  return Number.isSafeInteger(inputTokens) && Number.isSafeInteger(outputTokens) && (inputTokens as number) >= 0 && (outputTokens as number) >= 0;
+}
+
 function usageOf(data: unknown): { inputTokens: number; outputTokens: number } | undefined {
   const u = data && typeof data === 'object' ? (data as { usage?: unknown }).usage : undefined;
-  if (!u || typeof u !== 'object') return undefined;
-  const { inputTokens, outputTokens } = u as { inputTokens?: unknown; outputTokens?: unknown };
-  if (!Number.isSafeInteger(inputTokens) || !Number.isSafeInteger(outputTokens)) return undefined;
-  if ((inputTokens as number) < 0 || (outputTokens as number) < 0) return undefined;
-  return { inputTokens: inputTokens as number, outputTokens: outputTokens as number };
+  if (!isUsage(u)) return undefined;
+  return { inputTokens: u.inputTokens, outputTokens: u.outputTokens };
 }
 
 /**

@@ -25,7 +25,7 @@ import {
 import { FramedMessageWriter } from '../protocol/framed-message-writer.js';
 import type { Readable, Writable } from 'node:stream';
 import type { Config } from '../config/load-config.js';
-import { FedaiError, fromRpcError } from '../errors.js';
+import { FedaiError, fromRpcError, isUsage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import {
   protocolMajor,
@@ -76,12 +76,6 @@ export interface RunnerExit {
 /** Partial usage carried by an error from a runner call, if any (FedaiError.usage). */
 export function usageOf(err: unknown): Usage | undefined {
   return err instanceof FedaiError ? err.usage : undefined;
-}
-
-function isUsage(u: unknown): u is Usage {
-  if (!u || typeof u !== 'object') return false;
-  const { inputTokens, outputTokens } = u as Record<string, unknown>;
-  return Number.isSafeInteger(inputTokens) && Number.isSafeInteger(outputTokens) && (inputTokens as number) >= 0 && (outputTokens as number) >= 0;
 }
 
 /** A FedaiError with `code` that carries `usage` (if any). */
