@@ -71,6 +71,13 @@ function ownerOf(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** A runner group gc may take: not live here, and its owner supervisor is this process or gone. */
+function isStale(name: string, live: ReadonlySet<string>): boolean {
+  if (live.has(name)) return false;
+  const owner = ownerOf(name);
+  return !(owner !== undefined && owner !== process.pid && pidAlive(owner));
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -251,11 +258,11 @@ export class V1HybridDriver implements CgroupDriver {
         remove: async () => {
           if (unifiedLeaf) await writeFile(join(unifiedLeaf, 'cgroup.kill'), '1');
           await killByList(join(path(d.pids), 'cgroup.procs'));
-          for (const c of created.reverse()) await rmdirRetry(c).catch(() => undefined);
+          for (const c of [...created].reverse()) await rmdirRetry(c).catch(() => undefined);
         },
       };
     } catch (err) {
-      for (const c of created.reverse()) await fsp.rmdir(c).catch(() => undefined);
+      for (const c of [...created].reverse()) await fsp.rmdir(c).catch(() => undefined);
       throw err;
     }
   }
@@ -269,12 +276,7 @@ export class V1HybridDriver implements CgroupDriver {
       } catch {
         continue;
       }
-      for (const n of names) {
-        const owner = ownerOf(n);
-        if (live.has(n)) continue;
-        if (owner !== undefined && owner !== process.pid && pidAlive(owner)) continue;
-        stale.add(n);
-      }
+      for (const n of names) if (isStale(n, live)) stale.add(n);
     }
     for (const n of stale) {
       const uni = this.dirs.unified ? join(this.dirs.unified, 'fedai', n) : undefined;
@@ -382,9 +384,7 @@ export class V2DelegatedDriver implements CgroupDriver {
       return 0;
     }
     for (const name of names) {
-      const owner = ownerOf(name);
-      if (live.has(name)) continue;
-      if (owner !== undefined && owner !== process.pid && pidAlive(owner)) continue;
+      if (!isStale(name, live)) continue;
       const dir = join(this.base, 'fedai', name);
       await writeFile(join(dir, 'cgroup.kill'), '1');
       await killByList(join(dir, 'cgroup.procs'), 1000);

@@ -7,7 +7,7 @@
  * mechanism under test is the same): the wall time per request (the `hang` probe waits for the
  * watchdog's kill) and the memory limit (the `memory-hog` probe allocates up to twice the limit).
  */
-import { mkdtempSync, chmodSync, writeFileSync, existsSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, chmodSync, writeFileSync, existsSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -112,7 +112,6 @@ export async function runHostileProbes(o: HostileRunOptions): Promise<HostileRun
   chmodSync(scratch, 0o755);
   const workDir = join(scratch, 'work');
   const escapeDir = join(scratch, 'escape');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(workDir, { mode: 0o755 });
   mkdirSync(escapeDir);
   chmodSync(escapeDir, 0o777);

@@ -43,16 +43,33 @@ const HOP_BY_HOP = new Set([
 
 const REFUSAL_BODY = JSON.stringify({ error: 'egress-not-allowed' });
 
-export class EgressProxy {
-  private readonly server: http.Server;
-  private readonly sockets = new Set<Duplex>();
-  private readonly s: EgressStats = {
+/** All counters at zero (one proxy's start, or a launcher's running totals). */
+export function emptyEgressStats(): EgressStats {
+  return {
     allowed: 0,
     refused: 0,
     refusedByReason: { 'not-allowlisted': 0, 'not-absolute-form': 0, 'https-needs-connect': 0, 'bad-request': 0 },
     upstreamErrors: 0,
     active: 0,
   };
+}
+
+/** The end-to-end headers of a message (hop-by-hop ones dropped), for the next leg. */
+function endToEndHeaders(from: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(from)) {
+    if (!HOP_BY_HOP.has(k.toLowerCase()) && v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+/** A URL host as net/http want it: an IPv6 literal without its brackets. */
+const unbracket = (host: string): string => host.replace(/^\[|\]$/g, '');
+
+export class EgressProxy {
+  private readonly server: http.Server;
+  private readonly sockets = new Set<Duplex>();
+  private readonly s: EgressStats = emptyEgressStats();
 
   constructor(private readonly o: EgressProxyOptions) {
     this.server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 });
@@ -130,13 +147,10 @@ export class EgressProxy {
 
     this.s.allowed++;
     this.s.active++;
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (!HOP_BY_HOP.has(k.toLowerCase()) && v !== undefined) headers[k] = v;
-    }
+    const headers = endToEndHeaders(req.headers);
     headers.host = u.host;
     const upstream = http.request({
-      host: u.hostname.replace(/^\[|\]$/g, ''),
+      host: unbracket(u.hostname),
       port: u.port === '' ? 80 : Number(u.port),
       method: req.method,
       path: `${u.pathname}${u.search}`,
@@ -152,11 +166,7 @@ export class EgressProxy {
     };
     upstream.on('socket', (s) => (s as net.Socket).setNoDelay?.(true));
     upstream.on('response', (up) => {
-      const h: http.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(up.headers)) {
-        if (!HOP_BY_HOP.has(k.toLowerCase()) && v !== undefined) h[k] = v;
-      }
-      res.writeHead(up.statusCode ?? 502, h);
+      res.writeHead(up.statusCode ?? 502, endToEndHeaders(up.headers));
       res.flushHeaders();
       up.on('data', (chunk: Buffer) => {
         if (!res.write(chunk)) {
@@ -197,7 +207,7 @@ export class EgressProxy {
     this.s.allowed++;
     this.s.active++;
     const { host, port } = decision.entry;
-    const up = net.connect({ host: host.replace(/^\[|\]$/g, ''), port });
+    const up = net.connect({ host: unbracket(host), port });
     this.sockets.add(up);
     let closed = false;
     const close = () => {

@@ -27,7 +27,7 @@ import { detectHostLayers, type HostLayers } from './host-layers.js';
 import { pidAlive, type RunnerCgroup } from './cgroups.js';
 import { seccompBpf } from './seccomp-bpf.js';
 import { EndpointAllowlist } from './endpoint-allowlist.js';
-import { EgressProxy, type EgressStats, type RefusalReason } from './egress-proxy.js';
+import { EgressProxy, emptyEgressStats, type EgressStats, type RefusalReason } from './egress-proxy.js';
 import { Watchdog } from './watchdog.js';
 
 export interface SandboxLauncherOptions {
@@ -153,8 +153,14 @@ const LIMIT_NAMES: Record<string, string> = {
   'Max open files': 'nofile', 'Max processes': 'nproc', 'Max file size': 'fsize', 'Max core file size': 'core', 'Max cpu time': 'cpu', 'Max address space': 'as',
 };
 
-/** This process's hard rlimits by prlimit flag name (absent = unlimited). */
-function ownHardLimits(): Record<string, number> {
+let hardLimits: Readonly<Record<string, number>> | undefined;
+
+/**
+ * This process's hard rlimits by prlimit flag name (absent = unlimited). Read from /proc once per
+ * process, not at every runner start: the supervisor never changes its own limits.
+ */
+function ownHardLimits(): Readonly<Record<string, number>> {
+  if (hardLimits) return hardLimits;
   const out: Record<string, number> = {};
   try {
     for (const line of readFileSync('/proc/self/limits', 'utf8').split('\n')) {
@@ -165,6 +171,7 @@ function ownHardLimits(): Record<string, number> {
   } catch {
     /* no /proc */
   }
+  hardLimits = out;
   return out;
 }
 
@@ -187,6 +194,15 @@ function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Adds the counters of `s` to `into`. */
+function addEgressStats(into: EgressStats, s: EgressStats): void {
+  into.allowed += s.allowed;
+  into.refused += s.refused;
+  into.upstreamErrors += s.upstreamErrors;
+  into.active += s.active;
+  for (const [k, v] of Object.entries(s.refusedByReason)) into.refusedByReason[k as RefusalReason] += v;
+}
+
 /** Runner cgroups in use by any SandboxLauncher of this process. */
 const LIVE_CGROUPS = new Set<string>();
 
@@ -200,13 +216,7 @@ export class SandboxLauncher implements Launcher {
   private readonly liveCgroups = LIVE_CGROUPS;
   private readonly plans = new Set<SandboxPlan>();
   private readonly allowlist: EndpointAllowlist;
-  private readonly egressTotals: EgressStats = {
-    allowed: 0,
-    refused: 0,
-    refusedByReason: { 'not-allowlisted': 0, 'not-absolute-form': 0, 'https-needs-connect': 0, 'bad-request': 0 },
-    upstreamErrors: 0,
-    active: 0,
-  };
+  private readonly egressTotals: EgressStats = emptyEgressStats();
   private warned = false;
   private refusalHooks: ((reason: RefusalReason) => void)[] = [];
 
@@ -225,12 +235,12 @@ export class SandboxLauncher implements Launcher {
     this.refusalHooks.push(hook);
   }
 
-  /** Egress counters summed over every runner this launcher started. */
+  /** Egress counters summed over every runner this launcher started (released ones and live ones). */
   egressStats(): EgressStats {
-    const t = { ...this.egressTotals, refusedByReason: { ...this.egressTotals.refusedByReason }, active: 0 };
+    const t = { ...this.egressTotals, refusedByReason: { ...this.egressTotals.refusedByReason } };
     for (const p of this.plans) {
       const s = p.info.egress?.stats();
-      if (s) t.active += s.active;
+      if (s) addEgressStats(t, s);
     }
     return t;
   }
@@ -327,12 +337,7 @@ export class SandboxLauncher implements Launcher {
     }
     if (plan.info.cgroup) this.liveCgroups.delete(plan.info.cgroup.name);
     const s = plan.info.egress?.stats();
-    if (s) {
-      this.egressTotals.allowed += s.allowed;
-      this.egressTotals.refused += s.refused;
-      this.egressTotals.upstreamErrors += s.upstreamErrors;
-      for (const [k, v] of Object.entries(s.refusedByReason)) this.egressTotals.refusedByReason[k as RefusalReason] += v;
-    }
+    if (s) addEgressStats(this.egressTotals, { ...s, active: 0 });
   }
 
   private refusal(reason: RefusalReason): void {
@@ -612,7 +617,7 @@ export class SandboxPlan implements LaunchPlan {
   /** @internal */ mountPoints: string[] = [];
   /** @internal */ egressDir?: string;
   readonly key: string;
-  readonly info: { uid?: number; cgroup?: RunnerCgroup; egress?: EgressProxy; watchdog?: Watchdog; sandboxed: boolean } = { sandboxed: false };
+  readonly info: { -readonly [K in keyof PlanInfo]: PlanInfo[K] } = { sandboxed: false };
   /** The reason and detail of the watchdog's kill, once it happened. */
   breach?: { reason: BreachReason; detail: string };
   private pid?: number;

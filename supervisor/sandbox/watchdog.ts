@@ -30,12 +30,21 @@ export interface WatchdogSample extends CgroupUsage {
 
 /** Every pid of the tree rooted at `root` (root included), from /proc/<pid>/stat ppid links. */
 export function processTree(root: number): number[] {
+  return scanTree(root).pids;
+}
+
+/**
+ * One pass over /proc: the tree's pids and its task (thread) count, both from /proc/<pid>/stat
+ * (ppid is field 4, num_threads field 20), so a sample does not list /proc/<pid>/task per pid again.
+ */
+function scanTree(root: number): { pids: number[]; tasks: number } {
   const children = new Map<number, number[]>();
+  const threads = new Map<number, number>();
   let entries: string[] = [];
   try {
     entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
-    return [root];
+    return { pids: [root], tasks: 0 };
   }
   for (const e of entries) {
     try {
@@ -45,29 +54,24 @@ export function processTree(root: number): number[] {
       const list = children.get(ppid) ?? [];
       list.push(Number(e));
       children.set(ppid, list);
+      threads.set(Number(e), Number(rest[17]) || 0);
     } catch {
       /* exited */
     }
   }
-  const out: number[] = [];
+  const pids: number[] = [];
+  let tasks = 0;
   const stack = [root];
   const seen = new Set<number>();
   while (stack.length) {
     const p = stack.pop()!;
     if (seen.has(p)) continue;
     seen.add(p);
-    out.push(p);
+    pids.push(p);
+    tasks += threads.get(p) ?? 0;
     for (const c of children.get(p) ?? []) stack.push(c);
   }
-  return out;
-}
-
-function threadsOf(pid: number): number {
-  try {
-    return readdirSync(`/proc/${pid}/task`).length;
-  } catch {
-    return 0;
-  }
+  return { pids, tasks };
 }
 
 export class Watchdog {
@@ -110,10 +114,9 @@ export class Watchdog {
   /** One sample of the tree's usage. */
   async sample(): Promise<WatchdogSample> {
     if (this.o.cgroup) return { ...(await this.o.cgroup.usage()), at: Date.now(), source: 'cgroup' };
-    const pids = processTree(this.o.pid);
+    const { pids, tasks } = scanTree(this.o.pid);
     let memoryBytes = 0;
     let cpuMs = 0;
-    let tasks = 0;
     try {
       const stats = await pidusage(pids);
       for (const s of Object.values(stats)) {
@@ -123,7 +126,6 @@ export class Watchdog {
     } catch {
       /* the tree is exiting */
     }
-    for (const p of pids) tasks += threadsOf(p);
     return { memoryBytes, pids: tasks, cpuUsageUs: cpuMs * 1000, at: Date.now(), source: 'pidusage' };
   }
 

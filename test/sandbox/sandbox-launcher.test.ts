@@ -365,6 +365,12 @@ describeSandbox('SandboxLauncher', () => {
       expect(r.out).not.toMatch(/nvidia/);
     }
     expect(r.code).toBe(0);
-    expect(readFileSync('/proc/self/status', 'utf8')).toBeTruthy();
+    // every optional device of the profile is bound with --dev-bind-try (skipped by bwrap when absent)
+    const optional = l.profile.fs.devices.filter((d) => d.optional).map((d) => d.path);
+    expect(optional.length).toBeGreaterThan(0);
+    for (const dev of optional) {
+      const i = r.plan.args.indexOf(dev);
+      expect(r.plan.args.slice(i - 1, i + 2)).toEqual(['--dev-bind-try', dev, dev]);
+    }
   });
 });

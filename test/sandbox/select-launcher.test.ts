@@ -82,6 +82,8 @@ describeSandbox('createLauncher → egress refusals reach the metrics hook', () 
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await new Promise((r) => child.on('close', r));
+    // a live runner's refusals count before its plan is released, and are not counted twice after
+    expect(l.egressStats().refused).toBe(1);
     await plan.dispose();
     expect(out.trim()).toBe('403');
     expect(reasons).toEqual(['not-allowlisted']);

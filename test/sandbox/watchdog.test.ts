@@ -49,6 +49,17 @@ function watch(c: ChildProcess, limits: WatchdogLimits, cgroup?: RunnerCgroup) {
   return { d, breaches };
 }
 
+/** Watches `c` under `limits` and expects exactly one breach, for `reason`, and the tree SIGKILLed. */
+async function expectKilledFor(c: ChildProcess, limits: WatchdogLimits, reason: BreachReason): Promise<Watchdog> {
+  const { d, breaches } = watch(c, limits);
+  expect(await exited(c)).toBe('SIGKILL');
+  await new Promise((r) => setTimeout(r, 50));
+  expect(breaches[0][0]).toBe(reason);
+  expect(breaches.map((b) => b[0])).toEqual([reason]);
+  expect(d.breach?.reason).toBe(reason);
+  return d;
+}
+
 describe('watchdog (pidusage fallback over the process tree)', () => {
   test('processTree finds grandchildren', async () => {
     const c = start('sleep 30 & (sleep 31 &) ; sleep 32');
@@ -79,37 +90,22 @@ describe('watchdog (pidusage fallback over the process tree)', () => {
   });
 
   test('idle: no request for idleMaxMs kills the tree', async () => {
-    const c = start('sleep 30');
-    const { breaches } = watch(c, { intervalMs: 50, idleMaxMs: 300 });
-    expect(await exited(c)).toBe('SIGKILL');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(breaches[0][0]).toBe('idle');
+    await expectKilledFor(start('sleep 30'), { intervalMs: 50, idleMaxMs: 300 }, 'idle');
   });
 
   test('memory: RSS summed over the tree above the limit kills it', async () => {
     const c = start(`/usr/bin/node -e "const a=[];for(let i=0;i<12;i++)a.push(Buffer.alloc(16<<20,1));setInterval(()=>{},1000)"`);
-    const { d, breaches } = watch(c, { intervalMs: 100, memoryMaxBytes: 120 << 20 });
-    expect(await exited(c)).toBe('SIGKILL');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(breaches[0][0]).toBe('memory');
+    const d = await expectKilledFor(c, { intervalMs: 100, memoryMaxBytes: 120 << 20 }, 'memory');
     expect(d.last?.source).toBe('pidusage');
   });
 
   test('cpu: sustained use above cpuMaxPercent over the window kills the tree', async () => {
-    const c = start('while :; do :; done');
     // 5 %: a spinner gets far more than that even on a heavily loaded 2-core machine
-    const { breaches } = watch(c, { intervalMs: 100, cpuMaxPercent: 5, cpuWindowMs: 600 });
-    expect(await exited(c)).toBe('SIGKILL');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(breaches[0][0]).toBe('cpu');
+    await expectKilledFor(start('while :; do :; done'), { intervalMs: 100, cpuMaxPercent: 5, cpuWindowMs: 600 }, 'cpu');
   });
 
   test('pids: more tasks than pidsMax kills the tree', async () => {
-    const c = start('for i in 1 2 3 4 5 6 7 8; do sleep 30 & done; wait');
-    const { breaches } = watch(c, { intervalMs: 100, pidsMax: 4 });
-    expect(await exited(c)).toBe('SIGKILL');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(breaches[0][0]).toBe('pids');
+    await expectKilledFor(start('for i in 1 2 3 4 5 6 7 8; do sleep 30 & done; wait'), { intervalMs: 100, pidsMax: 4 }, 'pids');
   });
 });
 
